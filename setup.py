@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as f:
+    long_description = f.read()
+
+extras = {
+    "gpu": ["faiss-gpu"],
+    "cpu": ["faiss-cpu"],
+    "hooks": ["record-keeper>=0.9.32", "tensorboard"],
+    "bench": ["torchvision>=0.16", "matplotlib>=3.7", "pillow>=9", "faiss-cpu"],
+    "dev": ["pytest>=7", "scipy>=1.10", "ruff>=0.5"],
+}
+extras["dev"] = sorted(set(extras["dev"] + extras["bench"]))
+
+setup(
+    name="pml_htl",
+    version="0.1.0",
+    description="Hierarchical Triplet Loss (Ge et al., ECCV 2018) for pytorch-metric-learning",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["pml_htl", "pml_htl.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "pytorch-metric-learning>=2.5,<3",
+        "numpy",
+        "tqdm",
+    ],
+    extras_require=extras,
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
