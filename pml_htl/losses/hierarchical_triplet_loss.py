@@ -1,0 +1,220 @@
+"""HierarchicalTripletLoss (HTL_SPEC section 4)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+from pytorch_metric_learning.reducers import MeanReducer
+
+from ..tree import LINKAGES, ClassStatistics, HierarchicalClassTree
+from ..utils.margins import check_distance, hinge_sign_and_scale, margin_matrix
+from ..utils.tree_consumer import TreeConsumerMixin, check_tree
+from ..utils.triplets import (
+    all_triplet_hinge_sum,
+    all_triplet_indices,
+    convert_to_triplets,
+    same_class_masks,
+    upcast_half,
+)
+from ..utils.validation import (
+    check_embeddings_and_labels,
+    check_finite_number,
+    check_positive_int,
+)
+
+
+class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
+    """Triplet loss whose margin comes from a hierarchical class tree.
+
+    For every triplet (a, p, n) in the batch::
+
+        L_M = 1/(2 Z_M) sum_z [D(a, p) - D(a, n) + alpha_z]_+
+        alpha_z = beta + d_H(y_a, y_n) - s_{y_a}
+
+    Args:
+        tree: a :class:`~pml_htl.HierarchicalClassTree` (built by the
+            tree-rebuild hook from the whole training set). Without one the
+            loss runs in drop-in mode (below).
+        beta: beta, the constant part of the margin (default 0.1).
+        tree_update_interval: drop-in mode only: rebuild the loss's own tree
+            from the statistics of the detached embeddings seen in training
+            mode every this many iterations (default 100), then start fresh
+            statistics. ``None`` disables drop-in mode. Until a class has
+            statistics in the tree its margin is beta.
+        num_levels, linkage, level_start: L and the tree options of the
+            drop-in trees (see :class:`~pml_htl.HierarchicalClassTree`).
+        distance: default ``LpDistance(power=2)`` (normalised, squared
+            distances, alpha's units). ``LpDistance(power=1)`` is the hinge on
+            plain distances as printed in the paper; with ``CosineSimilarity``
+            the hinge is [cos_an - cos_ap + alpha / 2]_+.
+        reducer: default ``MeanReducer``: the mean over all triplets, easy ones
+            included, of half the hinge, i.e. the paper's 1/(2 Z_M). It is
+            computed in O(B M) memory and returned already reduced. Any other
+            reducer receives one loss per triplet: B (t - 1)(B - t) values.
+
+    With ``ref_emb`` and no ``indices_tuple``, every reference sample of the
+    anchor's class is a positive, including a copy of the anchor itself (as in
+    PML: self-pairs are dropped only when ``ref_emb`` is not given).
+    """
+
+    def __init__(
+        self,
+        tree: Optional[HierarchicalClassTree] = None,
+        beta: float = 0.1,
+        tree_update_interval: Optional[int] = 100,
+        num_levels: int = 16,
+        linkage: str = "average",
+        level_start: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_distance(self.distance)
+        self.beta = check_finite_number(beta, "beta")
+        if tree_update_interval is not None:
+            check_positive_int(tree_update_interval, "tree_update_interval")
+        check_positive_int(num_levels, "num_levels")
+        if linkage not in LINKAGES:
+            raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+        if level_start not in (0, 1):
+            raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
+        self.tree = check_tree(tree)
+        self.tree_update_interval = tree_update_interval
+        self.tree_options = dict(
+            num_levels=num_levels, linkage=linkage, level_start=level_start
+        )
+        self.drop_in = tree is None and tree_update_interval is not None
+        self.statistics: Optional[ClassStatistics] = None
+        self.iteration = 0
+        self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
+        self.add_to_recordable_attributes(
+            list_of_names=["num_triplets", "num_violating_triplets", "mean_margin"],
+            is_stat=True,
+        )
+
+    def get_default_distance(self):
+        return LpDistance(p=2, power=2, normalize_embeddings=True)
+
+    def get_default_reducer(self):
+        return MeanReducer()
+
+    def update_tree(self, tree: HierarchicalClassTree) -> None:
+        """Use ``tree`` from now on; turns drop-in updates off."""
+        super().update_tree(tree)
+        self.drop_in = False
+        self.statistics = None
+
+    def forward(
+        self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None
+    ):
+        if labels is None:
+            raise ValueError("labels are required: HTL's margins depend on the classes")
+        check_embeddings_and_labels(embeddings, labels)
+        if (ref_emb is None) != (ref_labels is None):
+            raise ValueError("ref_emb and ref_labels must be given together")
+        if ref_emb is not None:
+            check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels")
+            if ref_emb.shape[1] != embeddings.shape[1]:
+                raise ValueError(
+                    f"ref_emb must have embedding size {embeddings.shape[1]}, got {ref_emb.shape[1]}"
+                )
+        return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        remove_self = ref_labels is labels
+        tree = self.tree_on(embeddings.device)
+        alpha = margin_matrix(
+            tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in
+        )
+        emb, ref = upcast_half(embeddings), upcast_half(ref_emb)
+        dist = self.distance(emb, None if remove_self else ref)
+        sign, scale = hinge_sign_and_scale(self.distance)
+        offsets = (scale * alpha).to(dist.dtype)
+
+        if indices_tuple is None and type(self.reducer) is MeanReducer:
+            loss_dict = self._all_triplets_mean(
+                dist, offsets, alpha, labels, ref_labels, sign
+            )
+        else:
+            if indices_tuple is None:
+                triplets = all_triplet_indices(
+                    *same_class_masks(labels, ref_labels, remove_self)
+                )
+            else:
+                triplets = convert_to_triplets(indices_tuple, embeddings.shape[0])
+            loss_dict = self._per_triplet(dist, offsets, alpha, triplets, sign)
+        self._maybe_update_own_tree(embeddings, labels)
+        return loss_dict
+
+    def _all_triplets_mean(self, dist, offsets, alpha, labels, ref_labels, sign):
+        positive, negative = same_class_masks(labels, ref_labels, ref_labels is labels)
+        pos_count, neg_count = positive.sum(1), negative.sum(1)
+        num_triplets = int((pos_count * neg_count).sum())
+        if num_triplets == 0:
+            return self.zero_losses()
+        total, active = all_triplet_hinge_sum(dist, offsets, positive, negative, sign)
+        if self.collect_stats:
+            self.num_triplets = num_triplets
+            self.num_violating_triplets = int(active)
+            margin_sum = (pos_count * torch.where(negative, alpha, 0).sum(1)).sum()
+            self.mean_margin = float(margin_sum) / num_triplets
+        loss = total / (2 * num_triplets)
+        return {
+            "loss": {
+                "losses": loss,
+                "indices": None,
+                "reduction_type": "already_reduced",
+            }
+        }
+
+    def _per_triplet(self, dist, offsets, alpha, triplets, sign):
+        a, p, n = triplets
+        if len(a) == 0:
+            return self.zero_losses()
+        violation = sign * (dist[a, p] - dist[a, n]) + offsets[a, n]
+        losses = 0.5 * torch.relu(violation)
+        if self.collect_stats:
+            self.num_triplets = len(a)
+            self.num_violating_triplets = int((violation > 0).sum())
+            self.mean_margin = float(alpha[a, n].mean())
+        return {
+            "loss": {
+                "losses": losses,
+                "indices": (a, p, n),
+                "reduction_type": "triplet",
+            }
+        }
+
+    def _maybe_update_own_tree(self, embeddings, labels) -> None:
+        if not (self.drop_in and self.training):
+            return
+        batch = ClassStatistics.from_embeddings(
+            embeddings.detach(), labels, normalize=self.distance.normalize_embeddings
+        )
+        self.statistics = batch if self.statistics is None else self.statistics + batch
+        self.iteration += 1
+        if self.iteration % self.tree_update_interval:
+            return
+        try:
+            tree = HierarchicalClassTree(self.statistics, **self.tree_options)
+        except ValueError:
+            return  # too few classes or samples so far: keep accumulating
+        self.tree, self.statistics = tree, None
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        state = super().get_extra_state()
+        state.update(
+            statistics={} if self.statistics is None else self.statistics.state_dict(),
+            iteration=torch.tensor(self.iteration),
+            drop_in=torch.tensor(self.drop_in),
+        )
+        return state
+
+    def set_extra_state(self, state: Dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        stats = state.get("statistics", {})
+        self.statistics = ClassStatistics.from_state_dict(stats) if stats else None
+        self.iteration = int(state.get("iteration", 0))
+        self.drop_in = bool(state.get("drop_in", self.drop_in))

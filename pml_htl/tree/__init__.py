@@ -1,0 +1,12 @@
+"""The class tree and its statistics: the one place that holds HTL's tree math."""
+
+from .class_statistics import ClassStatistics
+from .hierarchical_class_tree import MAX_SQUARED_DISTANCE, HierarchicalClassTree
+from .linkage import LINKAGES
+
+__all__ = [
+    "ClassStatistics",
+    "HierarchicalClassTree",
+    "LINKAGES",
+    "MAX_SQUARED_DISTANCE",
+]

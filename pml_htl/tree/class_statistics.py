@@ -1,0 +1,196 @@
+"""Per-class sufficient statistics n_c, S_c, Q_c (HTL_SPEC section 1)."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+from ..utils.validation import check_embeddings_and_labels, check_labels
+
+
+class ClassStatistics:
+    """Count n_c, sum S_c and sum of squared norms Q_c of each class.
+
+    The statistics are kept in float64 (``2 n Q - 2 ||S||^2`` cancels badly in
+    low precision), add up across batches, shards and processes (``+`` and
+    ``as_tensor``/``from_tensor`` for an all-reduce), and are everything the
+    class tree needs: no pairwise loop over samples is ever made.
+
+    Args:
+        labels: sorted unique class labels, shape (C,), int64. Labels may be any
+            integers, not necessarily 0..C-1.
+        counts: n_c, shape (C,).
+        sums: S_c, shape (C, D).
+        squared_norms: Q_c, shape (C,).
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        counts: torch.Tensor,
+        sums: torch.Tensor,
+        squared_norms: torch.Tensor,
+    ):
+        labels = torch.as_tensor(labels)
+        if (
+            labels.ndim != 1
+            or labels.dtype.is_floating_point
+            or labels.dtype == torch.bool
+        ):
+            raise TypeError(
+                f"labels must be a 1-D integer tensor, got dtype {labels.dtype} "
+                f"and shape {tuple(labels.shape)}"
+            )
+        C = labels.shape[0]
+        if sums.ndim != 2 or sums.shape[0] != C:
+            raise ValueError(
+                f"sums must have shape (C={C}, D), got {tuple(sums.shape)}"
+            )
+        if counts.shape != (C,) or squared_norms.shape != (C,):
+            raise ValueError(
+                f"counts and squared_norms must have shape ({C},), got "
+                f"{tuple(counts.shape)} and {tuple(squared_norms.shape)}"
+            )
+        if C > 1 and not bool((labels[1:] > labels[:-1]).all()):
+            raise ValueError("labels must be sorted and unique")
+        device = sums.device
+        self.labels = labels.to(device=device, dtype=torch.long)
+        self.counts = counts.to(device=device, dtype=torch.float64)
+        self.sums = sums.to(dtype=torch.float64)
+        self.squared_norms = squared_norms.to(device=device, dtype=torch.float64)
+
+    @classmethod
+    def empty(
+        cls, embedding_size: int, device: Optional[torch.device] = None
+    ) -> "ClassStatistics":
+        """Statistics of no sample at all, to be filled with :meth:`update`."""
+        if not isinstance(embedding_size, int) or embedding_size < 1:
+            raise ValueError(
+                f"embedding_size must be a positive int, got {embedding_size!r}"
+            )
+        f64 = dict(dtype=torch.float64, device=device)
+        return cls(
+            torch.zeros(0, dtype=torch.long, device=device),
+            torch.zeros(0, **f64),
+            torch.zeros(0, embedding_size, **f64),
+            torch.zeros(0, **f64),
+        )
+
+    @classmethod
+    def from_embeddings(
+        cls, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True
+    ) -> "ClassStatistics":
+        """Statistics of one batch (or a whole data set) of embeddings.
+
+        Args:
+            embeddings: (N, D) floating point tensor; never modified.
+            labels: (N,) integer tensor.
+            normalize: L2-normalise each embedding first, as the loss's default
+                distance does.
+        """
+        check_embeddings_and_labels(embeddings, labels)
+        x = embeddings.detach().to(torch.float64)
+        if normalize:
+            x = torch.nn.functional.normalize(x, p=2, dim=1)
+        labels = labels.to(x.device)
+        classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+        C, D = classes.shape[0], x.shape[1]
+        counts = torch.zeros(C, dtype=torch.float64, device=x.device)
+        counts.index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
+        sums = torch.zeros(C, D, dtype=torch.float64, device=x.device)
+        sums.index_add_(0, inverse, x)
+        squared_norms = torch.zeros(C, dtype=torch.float64, device=x.device)
+        squared_norms.index_add_(0, inverse, (x * x).sum(1))
+        return cls(classes, counts, sums, squared_norms)
+
+    def update(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True
+    ) -> "ClassStatistics":
+        """Add a batch in place and return ``self``. Nothing changes if it fails."""
+        new = self + ClassStatistics.from_embeddings(embeddings, labels, normalize)
+        self.labels, self.counts = new.labels, new.counts
+        self.sums, self.squared_norms = new.sums, new.squared_norms
+        return self
+
+    def __add__(self, other: "ClassStatistics") -> "ClassStatistics":
+        if not isinstance(other, ClassStatistics):
+            return NotImplemented
+        if other.embedding_size != self.embedding_size:
+            raise ValueError(
+                f"cannot add statistics of embedding size {other.embedding_size} "
+                f"to statistics of embedding size {self.embedding_size}"
+            )
+        other = other.to(self.device)
+        classes, inverse = torch.unique(
+            torch.cat([self.labels, other.labels]), sorted=True, return_inverse=True
+        )
+        C = classes.shape[0]
+
+        def merged(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros((C,) + a.shape[1:], dtype=a.dtype, device=a.device)
+            return out.index_add_(0, inverse, torch.cat([a, b]))
+
+        return ClassStatistics(
+            classes,
+            merged(self.counts, other.counts),
+            merged(self.sums, other.sums),
+            merged(self.squared_norms, other.squared_norms),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def embedding_size(self) -> int:
+        return self.sums.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.sums.device
+
+    def to(self, device) -> "ClassStatistics":
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return ClassStatistics(
+            self.labels.to(device),
+            self.counts.to(device),
+            self.sums.to(device),
+            self.squared_norms.to(device),
+        )
+
+    def as_tensor(self) -> torch.Tensor:
+        """(C, D + 2) float64 tensor [n_c, Q_c, S_c], ready for one all-reduce."""
+        return torch.cat(
+            [self.counts[:, None], self.squared_norms[:, None], self.sums], 1
+        )
+
+    @classmethod
+    def from_tensor(
+        cls, labels: torch.Tensor, packed: torch.Tensor
+    ) -> "ClassStatistics":
+        """Inverse of :meth:`as_tensor`."""
+        return cls(labels, packed[:, 0], packed[:, 2:], packed[:, 1])
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {
+            "labels": self.labels,
+            "counts": self.counts,
+            "sums": self.sums,
+            "squared_norms": self.squared_norms,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, torch.Tensor]) -> "ClassStatistics":
+        return cls(
+            state["labels"], state["counts"], state["sums"], state["squared_norms"]
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ClassStatistics(num_classes={self.num_classes}, "
+            f"embedding_size={self.embedding_size}, "
+            f"num_samples={int(self.counts.sum().item())})"
+        )

@@ -1,0 +1,354 @@
+"""The hierarchical class tree of HTL (HTL_SPEC sections 1 and 2)."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+
+from ..utils.validation import check_finite_number, check_labels, check_positive_int
+from .class_statistics import ClassStatistics
+from .linkage import LINKAGES, agglomerate, cut_levels
+
+#: Largest squared distance between L2-normalised embeddings; d_L equals it.
+MAX_SQUARED_DISTANCE = 4.0
+
+_ROW_BLOCK = 1024
+
+
+class HierarchicalClassTree:
+    """Classes merged level by level at the thresholds d_0 < ... < d_L.
+
+    Built from :class:`ClassStatistics` (``n_c``, ``S_c``, ``Q_c``) on their
+    device. The sequential merge loop itself runs on the CPU in float64; class
+    distances, nearest-class search and every lookup run on the statistics'
+    device.
+
+    Args:
+        statistics: per-class statistics of the training set's embeddings.
+        num_levels: L, the number of levels above the leaves (default 16).
+        linkage: "average" (default: sample-weighted, the same average over
+            sample pairs as d(p, q)), "single" or "complete".
+        level_start: 0 (default) counts levels from 0, so classes merged below
+            d_0 get H = 0; 1 counts them from 1, so no pair of distinct classes
+            gets d_0.
+        num_neighbors: how many nearest classes per class to cache for the
+            anchor-neighbour sampler (more are computed on demand).
+
+    Classes with a single sample have no spread s_c: they are left out of d0
+    and get s_c = d0.
+    """
+
+    def __init__(
+        self,
+        statistics: ClassStatistics,
+        num_levels: int = 16,
+        linkage: str = "average",
+        level_start: int = 0,
+        num_neighbors: int = 64,
+    ):
+        if not isinstance(statistics, ClassStatistics):
+            raise TypeError(
+                f"statistics must be a ClassStatistics, got {type(statistics).__name__}"
+            )
+        self.num_levels = check_positive_int(num_levels, "num_levels")
+        if linkage not in LINKAGES:
+            raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+        if level_start not in (0, 1):
+            raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
+        check_positive_int(num_neighbors, "num_neighbors")
+        if statistics.num_classes < 2:
+            raise ValueError(
+                f"a class tree needs at least 2 classes, the statistics hold "
+                f"{statistics.num_classes}"
+            )
+        if not bool((statistics.counts >= 2).any()):
+            raise ValueError(
+                "a class tree needs at least one class with 2 or more samples "
+                "(d0 is the mean intra-class spread)"
+            )
+        self.linkage = linkage
+        self.level_start = level_start
+        self.statistics = statistics
+        self._derive_class_moments()
+
+        counts = statistics.counts
+        multi = counts >= 2
+        spread = torch.zeros_like(counts)
+        n, S2 = counts[multi], (statistics.sums[multi] ** 2).sum(1)
+        spread[multi] = (
+            (2 * n * statistics.squared_norms[multi] - 2 * S2) / (n * (n - 1))
+        ).clamp(min=0)
+        self.d0 = float(spread[multi].mean())
+        spread[~multi] = self.d0
+        self.spreads = spread
+        levels = torch.arange(
+            self.num_levels + 1, dtype=torch.float64, device=counts.device
+        )
+        self.thresholds = (
+            levels * (MAX_SQUARED_DISTANCE - self.d0) / self.num_levels + self.d0
+        )
+
+        distances = self._class_distance_block(
+            torch.arange(self.num_classes, device=self.device), None
+        )
+        k = min(num_neighbors, self.num_classes - 1)
+        diag = torch.arange(self.num_classes, device=self.device)
+        distances[diag, diag] = float("inf")
+        self.neighbors = torch.topk(distances, k, dim=1, largest=False).indices
+        distances[diag, diag] = 0
+        merges = agglomerate(distances.cpu().numpy(), counts.cpu().numpy(), linkage)
+        del distances
+        self.merges = torch.from_numpy(merges).to(self.device)
+        assignments = cut_levels(
+            merges, self.num_classes, self.thresholds.cpu().numpy()
+        )
+        self.level_assignments = torch.from_numpy(assignments).to(self.device)
+
+    def _derive_class_moments(self) -> None:
+        s = self.statistics
+        self.labels = s.labels
+        self.counts = s.counts
+        self.means = s.sums / s.counts[:, None]
+        self.mean_squared_norms = s.squared_norms / s.counts
+
+    @classmethod
+    def from_embeddings(
+        cls,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        num_levels: int = 16,
+        normalize: bool = True,
+        **kwargs,
+    ) -> "HierarchicalClassTree":
+        """Build a tree from embeddings (L2-normalised first by default)."""
+        statistics = ClassStatistics.from_embeddings(
+            embeddings, labels, normalize=normalize
+        )
+        return cls(statistics, num_levels=num_levels, **kwargs)
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def num_classes(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def index_of(
+        self, labels: torch.Tensor, allow_unknown: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Row of each label in the tree's tables.
+
+        With ``allow_unknown`` returns ``(index, known)``; unknown labels get
+        index 0 and ``known == False``. Otherwise an unknown label raises.
+        """
+        if not torch.is_tensor(labels):
+            raise TypeError(
+                f"labels must be a torch.Tensor, got {type(labels).__name__}"
+            )
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
+        if labels.device != self.device:
+            raise ValueError(
+                f"the tree is on {self.device} but labels are on {labels.device}: "
+                f"move the tree with tree.to(device)"
+            )
+        labels = labels.long()
+        idx = torch.searchsorted(self.labels, labels).clamp(max=self.num_classes - 1)
+        known = self.labels[idx] == labels
+        if allow_unknown:
+            return idx.masked_fill(~known, 0), known
+        if not bool(known.all()):
+            missing = torch.unique(labels[~known])[:10].tolist()
+            raise ValueError(
+                f"labels {missing} are not in the class tree (it knows "
+                f"{self.num_classes} classes); rebuild the tree on data holding them"
+            )
+        return idx
+
+    def spread(self, labels: torch.Tensor) -> torch.Tensor:
+        """s_c, the average squared distance between two samples of class c."""
+        return self.spreads[self.index_of(labels)]
+
+    def class_distance(
+        self, labels_a: torch.Tensor, labels_b: torch.Tensor
+    ) -> torch.Tensor:
+        """d(p, q), the average squared distance over cross-class sample pairs (broadcasts)."""
+        ia, ib = self.index_of(labels_a), self.index_of(labels_b)
+        d = (
+            self.mean_squared_norms[ia]
+            + self.mean_squared_norms[ib]
+            - 2 * (self.means[ia] * self.means[ib]).sum(-1)
+        )
+        return d.clamp(min=0)
+
+    def _levels_of_indices(self, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+        """H for broadcastable index tensors, computed once per distinct class pair."""
+        ua, inv_a = torch.unique(ia, return_inverse=True)
+        ub, inv_b = torch.unique(ib, return_inverse=True)
+        same = (
+            self.level_assignments[:, ua][:, :, None]
+            == self.level_assignments[:, ub][:, None, :]
+        )
+        found = same.any(0)
+        first = same.to(torch.uint8).argmax(0)
+        levels = torch.where(found, first, torch.full_like(first, self.num_levels))
+        if self.level_start:
+            levels = levels.clamp(min=self.level_start)
+        return levels[inv_a, inv_b]
+
+    def merge_level(
+        self, labels_a: torch.Tensor, labels_b: torch.Tensor
+    ) -> torch.Tensor:
+        """H(p, q): the first level whose threshold exceeds p and q's merge height."""
+        return self._levels_of_indices(self.index_of(labels_a), self.index_of(labels_b))
+
+    def merge_distance(
+        self, labels_a: torch.Tensor, labels_b: torch.Tensor
+    ) -> torch.Tensor:
+        """d_H(p, q) = d_{H(p, q)}, the threshold of the level where p and q merge."""
+        return self.thresholds[self.merge_level(labels_a, labels_b)]
+
+    def margin(
+        self,
+        anchor_labels: torch.Tensor,
+        negative_labels: torch.Tensor,
+        beta: float = 0.1,
+        allow_unknown: bool = False,
+    ) -> torch.Tensor:
+        """alpha = beta + d_H(y_a, y_n) - s_{y_a}, broadcast over the two label tensors.
+
+        With ``allow_unknown`` a pair with a class the tree does not know gets
+        alpha = beta instead of an error.
+        """
+        beta = check_finite_number(beta, "beta")
+        if allow_unknown:
+            ia, known_a = self.index_of(anchor_labels, allow_unknown=True)
+            ib, known_b = self.index_of(negative_labels, allow_unknown=True)
+        else:
+            ia, ib = self.index_of(anchor_labels), self.index_of(negative_labels)
+        alpha = (
+            beta + self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
+        )
+        if allow_unknown:
+            alpha = torch.where(known_a & known_b, alpha, torch.full_like(alpha, beta))
+        return alpha
+
+    def _class_distance_block(
+        self, rows: torch.Tensor, cols: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        mu_r, q_r = self.means[rows], self.mean_squared_norms[rows]
+        mu_c = self.means if cols is None else self.means[cols]
+        q_c = self.mean_squared_norms if cols is None else self.mean_squared_norms[cols]
+        return (q_r[:, None] + q_c[None, :] - 2 * mu_r @ mu_c.T).clamp_(min=0)
+
+    def nearest_classes(
+        self, labels: torch.Tensor, k: int, candidates: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """The k classes nearest to each label by d(p, q), nearest first.
+
+        Args:
+            labels: (N,) class labels.
+            k: number of neighbours (the class itself is never among them).
+            candidates: labels to choose from (default: every class in the tree).
+
+        Returns:
+            (N, k) tensor of class labels.
+        """
+        check_labels(labels)
+        rows = self.index_of(labels)
+        cols = None if candidates is None else self.index_of(candidates)
+        available = self.num_classes if cols is None else cols.shape[0]
+        check_positive_int(k, "k")
+        if k > available - 1:
+            raise ValueError(
+                f"k={k} neighbours asked for, but only {available} classes exist"
+            )
+        if cols is None and k <= self.neighbors.shape[1]:
+            return self.labels[self.neighbors[rows, :k]]
+        col_labels = self.labels if cols is None else self.labels[cols]
+        out = []
+        for start in range(0, rows.shape[0], _ROW_BLOCK):
+            block = rows[start : start + _ROW_BLOCK]
+            dist = self._class_distance_block(block, cols)
+            dist[self.labels[block][:, None] == col_labels[None, :]] = float("inf")
+            out.append(col_labels[torch.topk(dist, k, dim=1, largest=False).indices])
+        return torch.cat(out)
+
+    # --------------------------------------------------------------- state
+    def to(self, device) -> "HierarchicalClassTree":
+        """This tree on ``device`` (``self`` when it is already there)."""
+        device = torch.device(device)
+        if device == self.device or (
+            device.index is None and device.type == self.device.type
+        ):
+            return self
+        return HierarchicalClassTree.from_state_dict(
+            {k: v.to(device) for k, v in self.state_dict().items()}
+        )
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """Plain tensors only, so weights-only ``torch.load`` restores it."""
+        state = {f"statistics.{k}": v for k, v in self.statistics.state_dict().items()}
+        state.update(
+            num_levels=torch.tensor(self.num_levels),
+            linkage=torch.tensor(LINKAGES.index(self.linkage)),
+            level_start=torch.tensor(self.level_start),
+            spreads=self.spreads,
+            thresholds=self.thresholds,
+            neighbors=self.neighbors,
+            merges=self.merges,
+            level_assignments=self.level_assignments,
+        )
+        return state
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Replace this tree by the one in ``state`` (all or nothing)."""
+        try:
+            statistics = ClassStatistics.from_state_dict(
+                {
+                    k[len("statistics.") :]: v
+                    for k, v in state.items()
+                    if k.startswith("statistics.")
+                }
+            )
+            values = dict(
+                num_levels=int(state["num_levels"]),
+                linkage=LINKAGES[int(state["linkage"])],
+                level_start=int(state["level_start"]),
+                spreads=state["spreads"],
+                thresholds=state["thresholds"],
+                neighbors=state["neighbors"],
+                merges=state["merges"],
+                level_assignments=state["level_assignments"],
+            )
+        except KeyError as e:
+            raise ValueError(
+                f"state is not a HierarchicalClassTree state_dict: missing {e}"
+            )
+        C, L = statistics.num_classes, values["num_levels"]
+        if values["level_assignments"].shape != (L + 1, C) or values[
+            "thresholds"
+        ].shape != (L + 1,):
+            raise ValueError(
+                "state is inconsistent: level tables do not match the class count"
+            )
+        self.statistics = statistics
+        self.__dict__.update(values)
+        self.d0 = float(values["thresholds"][0])
+        self._derive_class_moments()
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, torch.Tensor]) -> "HierarchicalClassTree":
+        tree = cls.__new__(cls)
+        tree.load_state_dict(state)
+        return tree
+
+    def __repr__(self) -> str:
+        return (
+            f"HierarchicalClassTree(num_classes={self.num_classes}, num_levels={self.num_levels}, "
+            f"linkage={self.linkage!r}, level_start={self.level_start}, d0={self.d0:.4f}, "
+            f"device={self.device})"
+        )

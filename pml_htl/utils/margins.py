@@ -1,0 +1,66 @@
+"""How the tree's margin alpha enters a hinge on a PML distance object."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pytorch_metric_learning.distances import (
+    BaseDistance,
+    DotProductSimilarity,
+    LpDistance,
+)
+
+from ..tree import HierarchicalClassTree
+
+
+def check_distance(distance: BaseDistance) -> None:
+    """HTL's alpha is a squared Euclidean distance: only distances with a known
+    relation to it are accepted."""
+    if isinstance(distance, LpDistance):
+        if distance.p != 2 or distance.power not in (1, 2):
+            raise TypeError(
+                "distance must be LpDistance(p=2, power=2) (the default: squared "
+                "distances, alpha's units), LpDistance(p=2, power=1) (plain "
+                f"distances, as printed in the paper), got p={distance.p}, power={distance.power}"
+            )
+    elif isinstance(distance, DotProductSimilarity):
+        if not distance.normalize_embeddings or distance.power != 1:
+            raise TypeError(
+                "a similarity distance must normalise embeddings and have power=1 "
+                "(for unit vectors d^2 = 2 - 2 cos, so alpha enters as alpha / 2)"
+            )
+    else:
+        raise TypeError(
+            "distance must be an LpDistance(p=2) or a CosineSimilarity/"
+            f"DotProductSimilarity, got {type(distance).__name__}"
+        )
+
+
+def hinge_sign_and_scale(distance: BaseDistance):
+    """(sign, scale): the hinge is [sign (D_ap - D_an) + scale * alpha]_+.
+
+    For similarities (inverted) sign = -1 and alpha is halved, since for unit
+    vectors ||x - y||^2 = 2 - 2 cos(x, y).
+    """
+    return (-1.0, 0.5) if distance.is_inverted else (1.0, 1.0)
+
+
+def margin_matrix(
+    tree: Optional[HierarchicalClassTree],
+    labels: torch.Tensor,
+    ref_labels: torch.Tensor,
+    beta: float,
+    allow_unknown: bool,
+) -> torch.Tensor:
+    """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree."""
+    if tree is None:
+        return torch.full(
+            (labels.shape[0], ref_labels.shape[0]),
+            beta,
+            dtype=torch.float64,
+            device=labels.device,
+        )
+    return tree.margin(
+        labels[:, None], ref_labels[None, :], beta, allow_unknown=allow_unknown
+    )

@@ -1,0 +1,43 @@
+"""What the loss and the miner share about holding a class tree."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..tree import HierarchicalClassTree
+
+
+def check_tree(tree) -> Optional[HierarchicalClassTree]:
+    if tree is not None and not isinstance(tree, HierarchicalClassTree):
+        raise TypeError(
+            f"tree must be a HierarchicalClassTree or None, got {type(tree).__name__}"
+        )
+    return tree
+
+
+class TreeConsumerMixin:
+    """Holds ``self.tree``, moves it to the embeddings' device on use, and
+    keeps it in the module's ``state_dict`` as plain tensors (weights-only
+    ``torch.load`` restores it, whatever the number of classes)."""
+
+    tree: Optional[HierarchicalClassTree]
+
+    def update_tree(self, tree: HierarchicalClassTree) -> None:
+        """Use ``tree`` from now on (the tree-rebuild hook calls this)."""
+        self.tree = check_tree(tree)
+
+    def tree_on(self, device: torch.device) -> Optional[HierarchicalClassTree]:
+        if self.tree is not None and self.tree.device != device:
+            self.tree = self.tree.to(device)
+        return self.tree
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        return {"tree": {} if self.tree is None else self.tree.state_dict()}
+
+    def set_extra_state(self, state: Dict[str, Any]) -> None:
+        tree_state = state.get("tree", {})
+        self.tree = (
+            HierarchicalClassTree.from_state_dict(tree_state) if tree_state else None
+        )

@@ -1,0 +1,156 @@
+"""Triplet bookkeeping shared by the loss and the miner, in memory linear in the triplets."""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+Triplets = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def same_class_masks(
+    labels: torch.Tensor, ref_labels: torch.Tensor, remove_self: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(B, M) positive and negative masks; ``remove_self`` drops the diagonal
+    (PML removes self-pairs only when ``ref_labels is labels``)."""
+    same = labels[:, None] == ref_labels[None, :]
+    negative = ~same
+    if remove_self:
+        same.fill_diagonal_(False)
+    return same, negative
+
+
+def _expand_by_anchor(
+    first_anchor: torch.Tensor,
+    first_other: torch.Tensor,
+    second_anchor: torch.Tensor,
+    second_other: torch.Tensor,
+    num_anchors: int,
+) -> Triplets:
+    """Every (anchor, first, second) with first and second sharing their anchor."""
+    order = torch.argsort(second_anchor, stable=True)
+    second_anchor, second_other = second_anchor[order], second_other[order]
+    per_anchor = torch.bincount(second_anchor, minlength=num_anchors)
+    starts = torch.cumsum(per_anchor, 0) - per_anchor
+    repeats = per_anchor[first_anchor]
+    total = int(repeats.sum())
+    device = first_anchor.device
+    if total == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty.clone(), empty.clone()
+    pair_of = torch.repeat_interleave(
+        torch.arange(len(first_anchor), device=device), repeats
+    )
+    offset_in_group = torch.arange(total, device=device) - torch.repeat_interleave(
+        torch.cumsum(repeats, 0) - repeats, repeats
+    )
+    second = second_other[starts[first_anchor[pair_of]] + offset_in_group]
+    return first_anchor[pair_of], first_other[pair_of], second
+
+
+def all_triplet_indices(
+    positive_mask: torch.Tensor, negative_mask: torch.Tensor
+) -> Triplets:
+    """All (a, p, n) with positive_mask[a, p] and negative_mask[a, n], no B x B x B tensor."""
+    a1, p = torch.nonzero(positive_mask, as_tuple=True)
+    a2, n = torch.nonzero(negative_mask, as_tuple=True)
+    return _expand_by_anchor(a1, p, a2, n, positive_mask.shape[0])
+
+
+def convert_to_triplets(indices_tuple, num_anchors: int) -> Triplets:
+    """PML's pair (a1, p, a2, n) or triplet tuple as triplets, every (a, p, n)
+    sharing an anchor, in memory linear in their number."""
+    if len(indices_tuple) == 3:
+        return tuple(x.long() for x in indices_tuple)
+    if len(indices_tuple) != 4:
+        raise ValueError(
+            f"indices_tuple must hold 3 (a, p, n) or 4 (a1, p, a2, n) tensors, "
+            f"got {len(indices_tuple)}"
+        )
+    a1, p, a2, n = (x.long() for x in indices_tuple)
+    return _expand_by_anchor(a1, p, a2, n, num_anchors)
+
+
+def upcast_half(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 to float32 (PML's distances cannot run in bfloat16 on CPU)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+class AllTripletHingeSum(torch.autograd.Function):
+    """sum over all (a, p, n) of [u_ap + v_an]_+ for a (B, M) distance matrix.
+
+    u_ap = sign * dist[a, p] over positives, v_an = offsets[a, n] - sign * dist[a, n]
+    over negatives. For each anchor the negatives' v are sorted once, so the
+    B (t - 1)(B - t) terms are never stored: each positive's active negatives
+    are found by binary search and summed from prefix sums (float64). The
+    gradient of a hinge sum is a count of active terms, which is computed in
+    the forward pass and stored as one (B, M) matrix.
+
+    Returns (sum, number of active terms).
+    """
+
+    @staticmethod
+    def forward(ctx, dist, offsets, positive_mask, negative_mask, sign, max_elements):
+        B, M = dist.shape
+        grad = torch.zeros_like(dist)
+        total = torch.zeros((), dtype=torch.float64, device=dist.device)
+        active = torch.zeros((), dtype=torch.long, device=dist.device)
+        num_pos = positive_mask.sum(1)
+        rows_per_chunk = max(1, max_elements // max(M, 1))
+        neg_inf = float("-inf")
+        for start in range(0, B, rows_per_chunk):
+            rows = slice(start, start + rows_per_chunk)
+            max_pos = int(num_pos[rows].max()) if B else 0
+            if max_pos == 0:
+                continue
+            d = dist[rows]
+            u = torch.where(positive_mask[rows], sign * d, neg_inf)
+            v = torch.where(negative_mask[rows], offsets[rows] - sign * d, neg_inf)
+            u_top, u_pos = torch.topk(
+                u, max_pos, dim=1
+            )  # positives first, padding -inf
+            v_sorted = torch.sort(v, dim=1).values
+            # active negatives of each positive: v_an > -u_ap
+            k = M - torch.searchsorted(v_sorted, -u_top, right=True)
+            prefix = torch.zeros(
+                v_sorted.shape[0], M + 1, dtype=torch.float64, device=d.device
+            )
+            torch.cumsum(
+                torch.where(torch.isfinite(v_sorted), v_sorted, 0).double(),
+                1,
+                out=prefix[:, 1:],
+            )
+            top_k_sum = prefix[:, M:] - prefix.gather(1, M - k)
+            has = k > 0
+            total += torch.where(has, k * u_top.double() + top_k_sum, 0).sum()
+            active += k.sum()
+            # active positives of each negative: u_ap > -v_an
+            count_n = max_pos - torch.searchsorted(
+                u_top.flip(1).contiguous(), -v, right=True
+            )
+            g = grad[rows]
+            g.scatter_add_(1, u_pos, (sign * k).to(g.dtype))
+            g -= sign * torch.where(negative_mask[rows], count_n, 0).to(g.dtype)
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(active)
+        return total.to(dist.dtype), active
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_active):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_total, None, None, None, None, None
+
+
+def all_triplet_hinge_sum(
+    dist: torch.Tensor,
+    offsets: torch.Tensor,
+    positive_mask: torch.Tensor,
+    negative_mask: torch.Tensor,
+    sign: float,
+    max_elements: int = 1 << 21,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """See :class:`AllTripletHingeSum`; ``max_elements`` bounds each chunk's working set."""
+    return AllTripletHingeSum.apply(
+        dist, offsets.to(dist.dtype), positive_mask, negative_mask, sign, max_elements
+    )

@@ -1,0 +1,67 @@
+"""Argument checks shared by the tree, loss, miner, sampler and hook."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_labels(labels, name: str = "labels") -> None:
+    if not torch.is_tensor(labels):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D of shape (N,), got shape {tuple(labels.shape)}"
+        )
+    if (
+        labels.dtype.is_floating_point
+        or labels.dtype.is_complex
+        or labels.dtype == torch.bool
+    ):
+        raise TypeError(f"{name} must hold integers, got dtype {labels.dtype}")
+
+
+def check_embeddings(embeddings, name: str = "embeddings") -> None:
+    if not torch.is_tensor(embeddings):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(embeddings).__name__}"
+        )
+    if embeddings.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D of shape (N, D), got shape {tuple(embeddings.shape)}"
+        )
+    if not embeddings.dtype.is_floating_point:
+        raise TypeError(f"{name} must be floating point, got dtype {embeddings.dtype}")
+    if not bool(torch.isfinite(embeddings.detach()).all()):
+        raise ValueError(f"{name} contain NaN or Inf")
+
+
+def check_embeddings_and_labels(
+    embeddings, labels, emb_name: str = "embeddings", label_name: str = "labels"
+) -> None:
+    check_embeddings(embeddings, emb_name)
+    check_labels(labels, label_name)
+    if embeddings.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{emb_name} and {label_name} must have the same length, got "
+            f"{embeddings.shape[0]} and {labels.shape[0]}"
+        )
+    if embeddings.shape[0] == 0:
+        raise ValueError(f"{emb_name} is empty: at least one sample is needed")
+
+
+def check_finite_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
