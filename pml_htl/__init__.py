@@ -1,7 +1,20 @@
-"""Hierarchical Triplet Loss (Ge et al., ECCV 2018) for pytorch-metric-learning."""
+"""Hierarchical Triplet Loss (Ge et al., ECCV 2018) for pytorch-metric-learning.
+
+``from pml_htl import losses, miners, samplers, hooks`` gives every PML loss,
+miner and sampler plus HTL's own, so a pipeline changes only its import line.
+"""
 
 __version__ = "0.1.0"
 
+from . import hooks, losses, miners, samplers  # noqa: E402
 from .tree import ClassStatistics, HierarchicalClassTree  # noqa: E402
 
-__all__ = ["ClassStatistics", "HierarchicalClassTree", "__version__"]
+__all__ = [
+    "ClassStatistics",
+    "HierarchicalClassTree",
+    "__version__",
+    "hooks",
+    "losses",
+    "miners",
+    "samplers",
+]

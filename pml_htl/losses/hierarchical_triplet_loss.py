@@ -82,9 +82,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
         self.tree = check_tree(tree)
         self.tree_update_interval = tree_update_interval
-        self.tree_options = dict(
-            num_levels=num_levels, linkage=linkage, level_start=level_start
-        )
+        self.tree_options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
         self.drop_in = tree is None and tree_update_interval is not None
         self.statistics: Optional[ClassStatistics] = None
         self.iteration = 0
@@ -106,9 +104,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.drop_in = False
         self.statistics = None
 
-    def forward(
-        self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None
-    ):
+    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         if labels is None:
             raise ValueError("labels are required: HTL's margins depend on the classes")
         check_embeddings_and_labels(embeddings, labels)
@@ -118,30 +114,25 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels")
             if ref_emb.shape[1] != embeddings.shape[1]:
                 raise ValueError(
-                    f"ref_emb must have embedding size {embeddings.shape[1]}, got {ref_emb.shape[1]}"
+                    f"ref_emb must have embedding size {embeddings.shape[1]}, "
+                    f"got {ref_emb.shape[1]}"
                 )
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         remove_self = ref_labels is labels
         tree = self.tree_on(embeddings.device)
-        alpha = margin_matrix(
-            tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in
-        )
+        alpha = margin_matrix(tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in)
         emb, ref = upcast_half(embeddings), upcast_half(ref_emb)
         dist = self.distance(emb, None if remove_self else ref)
         sign, scale = hinge_sign_and_scale(self.distance)
         offsets = (scale * alpha).to(dist.dtype)
 
         if indices_tuple is None and type(self.reducer) is MeanReducer:
-            loss_dict = self._all_triplets_mean(
-                dist, offsets, alpha, labels, ref_labels, sign
-            )
+            loss_dict = self._all_triplets_mean(dist, offsets, alpha, labels, ref_labels, sign)
         else:
             if indices_tuple is None:
-                triplets = all_triplet_indices(
-                    *same_class_masks(labels, ref_labels, remove_self)
-                )
+                triplets = all_triplet_indices(*same_class_masks(labels, ref_labels, remove_self))
             else:
                 triplets = convert_to_triplets(indices_tuple, embeddings.shape[0])
             loss_dict = self._per_triplet(dist, offsets, alpha, triplets, sign)

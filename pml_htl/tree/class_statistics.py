@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..utils.validation import check_embeddings_and_labels, check_labels
+from ..utils.validation import check_embeddings_and_labels
 
 
 class ClassStatistics:
@@ -33,20 +33,14 @@ class ClassStatistics:
         squared_norms: torch.Tensor,
     ):
         labels = torch.as_tensor(labels)
-        if (
-            labels.ndim != 1
-            or labels.dtype.is_floating_point
-            or labels.dtype == torch.bool
-        ):
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise TypeError(
                 f"labels must be a 1-D integer tensor, got dtype {labels.dtype} "
                 f"and shape {tuple(labels.shape)}"
             )
         C = labels.shape[0]
         if sums.ndim != 2 or sums.shape[0] != C:
-            raise ValueError(
-                f"sums must have shape (C={C}, D), got {tuple(sums.shape)}"
-            )
+            raise ValueError(f"sums must have shape (C={C}, D), got {tuple(sums.shape)}")
         if counts.shape != (C,) or squared_norms.shape != (C,):
             raise ValueError(
                 f"counts and squared_norms must have shape ({C},), got "
@@ -61,14 +55,10 @@ class ClassStatistics:
         self.squared_norms = squared_norms.to(device=device, dtype=torch.float64)
 
     @classmethod
-    def empty(
-        cls, embedding_size: int, device: Optional[torch.device] = None
-    ) -> "ClassStatistics":
+    def empty(cls, embedding_size: int, device: Optional[torch.device] = None) -> "ClassStatistics":
         """Statistics of no sample at all, to be filled with :meth:`update`."""
         if not isinstance(embedding_size, int) or embedding_size < 1:
-            raise ValueError(
-                f"embedding_size must be a positive int, got {embedding_size!r}"
-            )
+            raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
         f64 = dict(dtype=torch.float64, device=device)
         return cls(
             torch.zeros(0, dtype=torch.long, device=device),
@@ -163,14 +153,10 @@ class ClassStatistics:
 
     def as_tensor(self) -> torch.Tensor:
         """(C, D + 2) float64 tensor [n_c, Q_c, S_c], ready for one all-reduce."""
-        return torch.cat(
-            [self.counts[:, None], self.squared_norms[:, None], self.sums], 1
-        )
+        return torch.cat([self.counts[:, None], self.squared_norms[:, None], self.sums], 1)
 
     @classmethod
-    def from_tensor(
-        cls, labels: torch.Tensor, packed: torch.Tensor
-    ) -> "ClassStatistics":
+    def from_tensor(cls, labels: torch.Tensor, packed: torch.Tensor) -> "ClassStatistics":
         """Inverse of :meth:`as_tensor`."""
         return cls(labels, packed[:, 0], packed[:, 2:], packed[:, 1])
 
@@ -184,9 +170,7 @@ class ClassStatistics:
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, torch.Tensor]) -> "ClassStatistics":
-        return cls(
-            state["labels"], state["counts"], state["sums"], state["squared_norms"]
-        )
+        return cls(state["labels"], state["counts"], state["sums"], state["squared_norms"])
 
     def __repr__(self) -> str:
         return (

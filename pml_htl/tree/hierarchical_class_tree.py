@@ -76,18 +76,14 @@ class HierarchicalClassTree:
         multi = counts >= 2
         spread = torch.zeros_like(counts)
         n, S2 = counts[multi], (statistics.sums[multi] ** 2).sum(1)
-        spread[multi] = (
-            (2 * n * statistics.squared_norms[multi] - 2 * S2) / (n * (n - 1))
-        ).clamp(min=0)
+        spread[multi] = ((2 * n * statistics.squared_norms[multi] - 2 * S2) / (n * (n - 1))).clamp(
+            min=0
+        )
         self.d0 = float(spread[multi].mean())
         spread[~multi] = self.d0
         self.spreads = spread
-        levels = torch.arange(
-            self.num_levels + 1, dtype=torch.float64, device=counts.device
-        )
-        self.thresholds = (
-            levels * (MAX_SQUARED_DISTANCE - self.d0) / self.num_levels + self.d0
-        )
+        levels = torch.arange(self.num_levels + 1, dtype=torch.float64, device=counts.device)
+        self.thresholds = levels * (MAX_SQUARED_DISTANCE - self.d0) / self.num_levels + self.d0
 
         distances = self._class_distance_block(
             torch.arange(self.num_classes, device=self.device), None
@@ -100,9 +96,7 @@ class HierarchicalClassTree:
         merges = agglomerate(distances.cpu().numpy(), counts.cpu().numpy(), linkage)
         del distances
         self.merges = torch.from_numpy(merges).to(self.device)
-        assignments = cut_levels(
-            merges, self.num_classes, self.thresholds.cpu().numpy()
-        )
+        assignments = cut_levels(merges, self.num_classes, self.thresholds.cpu().numpy())
         self.level_assignments = torch.from_numpy(assignments).to(self.device)
 
     def _derive_class_moments(self) -> None:
@@ -122,9 +116,7 @@ class HierarchicalClassTree:
         **kwargs,
     ) -> "HierarchicalClassTree":
         """Build a tree from embeddings (L2-normalised first by default)."""
-        statistics = ClassStatistics.from_embeddings(
-            embeddings, labels, normalize=normalize
-        )
+        statistics = ClassStatistics.from_embeddings(embeddings, labels, normalize=normalize)
         return cls(statistics, num_levels=num_levels, **kwargs)
 
     # ------------------------------------------------------------------ lookups
@@ -145,9 +137,7 @@ class HierarchicalClassTree:
         index 0 and ``known == False``. Otherwise an unknown label raises.
         """
         if not torch.is_tensor(labels):
-            raise TypeError(
-                f"labels must be a torch.Tensor, got {type(labels).__name__}"
-            )
+            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
         if labels.device != self.device:
@@ -172,9 +162,7 @@ class HierarchicalClassTree:
         """s_c, the average squared distance between two samples of class c."""
         return self.spreads[self.index_of(labels)]
 
-    def class_distance(
-        self, labels_a: torch.Tensor, labels_b: torch.Tensor
-    ) -> torch.Tensor:
+    def class_distance(self, labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
         """d(p, q), the average squared distance over cross-class sample pairs (broadcasts)."""
         ia, ib = self.index_of(labels_a), self.index_of(labels_b)
         d = (
@@ -189,8 +177,7 @@ class HierarchicalClassTree:
         ua, inv_a = torch.unique(ia, return_inverse=True)
         ub, inv_b = torch.unique(ib, return_inverse=True)
         same = (
-            self.level_assignments[:, ua][:, :, None]
-            == self.level_assignments[:, ub][:, None, :]
+            self.level_assignments[:, ua][:, :, None] == self.level_assignments[:, ub][:, None, :]
         )
         found = same.any(0)
         first = same.to(torch.uint8).argmax(0)
@@ -199,15 +186,11 @@ class HierarchicalClassTree:
             levels = levels.clamp(min=self.level_start)
         return levels[inv_a, inv_b]
 
-    def merge_level(
-        self, labels_a: torch.Tensor, labels_b: torch.Tensor
-    ) -> torch.Tensor:
+    def merge_level(self, labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
         """H(p, q): the first level whose threshold exceeds p and q's merge height."""
         return self._levels_of_indices(self.index_of(labels_a), self.index_of(labels_b))
 
-    def merge_distance(
-        self, labels_a: torch.Tensor, labels_b: torch.Tensor
-    ) -> torch.Tensor:
+    def merge_distance(self, labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
         """d_H(p, q) = d_{H(p, q)}, the threshold of the level where p and q merge."""
         return self.thresholds[self.merge_level(labels_a, labels_b)]
 
@@ -229,9 +212,7 @@ class HierarchicalClassTree:
             ib, known_b = self.index_of(negative_labels, allow_unknown=True)
         else:
             ia, ib = self.index_of(anchor_labels), self.index_of(negative_labels)
-        alpha = (
-            beta + self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
-        )
+        alpha = beta + self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
         if allow_unknown:
             alpha = torch.where(known_a & known_b, alpha, torch.full_like(alpha, beta))
         return alpha
@@ -263,9 +244,7 @@ class HierarchicalClassTree:
         available = self.num_classes if cols is None else cols.shape[0]
         check_positive_int(k, "k")
         if k > available - 1:
-            raise ValueError(
-                f"k={k} neighbours asked for, but only {available} classes exist"
-            )
+            raise ValueError(f"k={k} neighbours asked for, but only {available} classes exist")
         if cols is None and k <= self.neighbors.shape[1]:
             return self.labels[self.neighbors[rows, :k]]
         col_labels = self.labels if cols is None else self.labels[cols]
@@ -281,9 +260,7 @@ class HierarchicalClassTree:
     def to(self, device) -> "HierarchicalClassTree":
         """This tree on ``device`` (``self`` when it is already there)."""
         device = torch.device(device)
-        if device == self.device or (
-            device.index is None and device.type == self.device.type
-        ):
+        if device == self.device or (device.index is None and device.type == self.device.type):
             return self
         return HierarchicalClassTree.from_state_dict(
             {k: v.to(device) for k, v in self.state_dict().items()}
@@ -325,16 +302,12 @@ class HierarchicalClassTree:
                 level_assignments=state["level_assignments"],
             )
         except KeyError as e:
-            raise ValueError(
-                f"state is not a HierarchicalClassTree state_dict: missing {e}"
-            )
+            raise ValueError(f"state is not a HierarchicalClassTree state_dict: missing {e}")
         C, L = statistics.num_classes, values["num_levels"]
-        if values["level_assignments"].shape != (L + 1, C) or values[
-            "thresholds"
-        ].shape != (L + 1,):
-            raise ValueError(
-                "state is inconsistent: level tables do not match the class count"
-            )
+        if values["level_assignments"].shape != (L + 1, C) or values["thresholds"].shape != (
+            L + 1,
+        ):
+            raise ValueError("state is inconsistent: level tables do not match the class count")
         self.statistics = statistics
         self.__dict__.update(values)
         self.d0 = float(values["thresholds"][0])

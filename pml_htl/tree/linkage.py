@@ -66,9 +66,7 @@ def agglomerate(distances: np.ndarray, sizes: np.ndarray, linkage: str) -> np.nd
     return merges
 
 
-def cut_levels(
-    merges: np.ndarray, num_classes: int, thresholds: np.ndarray
-) -> np.ndarray:
+def cut_levels(merges: np.ndarray, num_classes: int, thresholds: np.ndarray) -> np.ndarray:
     """Partition of the classes at every threshold d_l.
 
     Two classes share a node at level l when their merge height (cophenetic

@@ -61,6 +61,4 @@ def margin_matrix(
             dtype=torch.float64,
             device=labels.device,
         )
-    return tree.margin(
-        labels[:, None], ref_labels[None, :], beta, allow_unknown=allow_unknown
-    )
+    return tree.margin(labels[:, None], ref_labels[None, :], beta, allow_unknown=allow_unknown)

@@ -11,9 +11,7 @@ from ..tree import HierarchicalClassTree
 
 def check_tree(tree) -> Optional[HierarchicalClassTree]:
     if tree is not None and not isinstance(tree, HierarchicalClassTree):
-        raise TypeError(
-            f"tree must be a HierarchicalClassTree or None, got {type(tree).__name__}"
-        )
+        raise TypeError(f"tree must be a HierarchicalClassTree or None, got {type(tree).__name__}")
     return tree
 
 
@@ -28,6 +26,9 @@ class TreeConsumerMixin:
         """Use ``tree`` from now on (the tree-rebuild hook calls this)."""
         self.tree = check_tree(tree)
 
+    def clear_tree(self) -> None:
+        self.tree = None
+
     def tree_on(self, device: torch.device) -> Optional[HierarchicalClassTree]:
         if self.tree is not None and self.tree.device != device:
             self.tree = self.tree.to(device)
@@ -38,6 +39,4 @@ class TreeConsumerMixin:
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
         tree_state = state.get("tree", {})
-        self.tree = (
-            HierarchicalClassTree.from_state_dict(tree_state) if tree_state else None
-        )
+        self.tree = HierarchicalClassTree.from_state_dict(tree_state) if tree_state else None

@@ -39,9 +39,7 @@ def _expand_by_anchor(
     if total == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty.clone(), empty.clone()
-    pair_of = torch.repeat_interleave(
-        torch.arange(len(first_anchor), device=device), repeats
-    )
+    pair_of = torch.repeat_interleave(torch.arange(len(first_anchor), device=device), repeats)
     offset_in_group = torch.arange(total, device=device) - torch.repeat_interleave(
         torch.cumsum(repeats, 0) - repeats, repeats
     )
@@ -49,9 +47,7 @@ def _expand_by_anchor(
     return first_anchor[pair_of], first_other[pair_of], second
 
 
-def all_triplet_indices(
-    positive_mask: torch.Tensor, negative_mask: torch.Tensor
-) -> Triplets:
+def all_triplet_indices(positive_mask: torch.Tensor, negative_mask: torch.Tensor) -> Triplets:
     """All (a, p, n) with positive_mask[a, p] and negative_mask[a, n], no B x B x B tensor."""
     a1, p = torch.nonzero(positive_mask, as_tuple=True)
     a2, n = torch.nonzero(negative_mask, as_tuple=True)
@@ -107,15 +103,11 @@ class AllTripletHingeSum(torch.autograd.Function):
             d = dist[rows]
             u = torch.where(positive_mask[rows], sign * d, neg_inf)
             v = torch.where(negative_mask[rows], offsets[rows] - sign * d, neg_inf)
-            u_top, u_pos = torch.topk(
-                u, max_pos, dim=1
-            )  # positives first, padding -inf
+            u_top, u_pos = torch.topk(u, max_pos, dim=1)  # positives first, padding -inf
             v_sorted = torch.sort(v, dim=1).values
             # active negatives of each positive: v_an > -u_ap
             k = M - torch.searchsorted(v_sorted, -u_top, right=True)
-            prefix = torch.zeros(
-                v_sorted.shape[0], M + 1, dtype=torch.float64, device=d.device
-            )
+            prefix = torch.zeros(v_sorted.shape[0], M + 1, dtype=torch.float64, device=d.device)
             torch.cumsum(
                 torch.where(torch.isfinite(v_sorted), v_sorted, 0).double(),
                 1,
@@ -126,9 +118,7 @@ class AllTripletHingeSum(torch.autograd.Function):
             total += torch.where(has, k * u_top.double() + top_k_sum, 0).sum()
             active += k.sum()
             # active positives of each negative: u_ap > -v_an
-            count_n = max_pos - torch.searchsorted(
-                u_top.flip(1).contiguous(), -v, right=True
-            )
+            count_n = max_pos - torch.searchsorted(u_top.flip(1).contiguous(), -v, right=True)
             g = grad[rows]
             g.scatter_add_(1, u_pos, (sign * k).to(g.dtype))
             g -= sign * torch.where(negative_mask[rows], count_n, 0).to(g.dtype)

@@ -11,26 +11,16 @@ def check_labels(labels, name: str = "labels") -> None:
     if not torch.is_tensor(labels):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
     if labels.ndim != 1:
-        raise ValueError(
-            f"{name} must be 1-D of shape (N,), got shape {tuple(labels.shape)}"
-        )
-    if (
-        labels.dtype.is_floating_point
-        or labels.dtype.is_complex
-        or labels.dtype == torch.bool
-    ):
+        raise ValueError(f"{name} must be 1-D of shape (N,), got shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise TypeError(f"{name} must hold integers, got dtype {labels.dtype}")
 
 
 def check_embeddings(embeddings, name: str = "embeddings") -> None:
     if not torch.is_tensor(embeddings):
-        raise TypeError(
-            f"{name} must be a torch.Tensor, got {type(embeddings).__name__}"
-        )
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}")
     if embeddings.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D of shape (N, D), got shape {tuple(embeddings.shape)}"
-        )
+        raise ValueError(f"{name} must be 2-D of shape (N, D), got shape {tuple(embeddings.shape)}")
     if not embeddings.dtype.is_floating_point:
         raise TypeError(f"{name} must be floating point, got dtype {embeddings.dtype}")
     if not bool(torch.isfinite(embeddings.detach()).all()):

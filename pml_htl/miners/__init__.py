@@ -1,0 +1,5 @@
+"""Every pytorch-metric-learning miner, plus HierarchicalTripletMiner."""
+
+from pytorch_metric_learning.miners import *  # noqa: F401,F403
+
+from .hierarchical_triplet_miner import HierarchicalTripletMiner  # noqa: F401

@@ -1,0 +1,178 @@
+"""AnchorNeighborSampler: HTL's anchor-neighbour (A-N) batches (HTL_SPEC section 3)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from ..tree import HierarchicalClassTree
+from ..utils.tree_consumer import check_tree
+from ..utils.validation import check_positive_int
+
+
+def _labels_as_numpy(labels) -> np.ndarray:
+    if torch.is_tensor(labels):
+        labels = labels.detach().cpu().numpy()
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"labels must hold integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+class AnchorNeighborSampler(Sampler[int]):
+    """Flat index sampler whose consecutive chunks of l' m t indices are batches.
+
+    Each batch: l' anchor classes drawn at random; for each, its m - 1
+    nearest classes by d(p, q) (skipping classes already in the batch, so the
+    batch always holds l' m distinct classes); then t images of each class,
+    drawn with replacement only from classes smaller than t. Before a tree is
+    given it draws l' m random classes, like PML's ``MPerClassSampler``.
+
+    Use it as ``sampler=`` with ``DataLoader(batch_size=sampler.batch_size,
+    drop_last=True)`` or in PML's trainers with the same ``batch_size``.
+
+    Args:
+        labels: the data set's class labels, one per sample.
+        anchors_per_batch: l'.
+        classes_per_anchor: m, the anchor class included (default 4, ours).
+        samples_per_class: t (default 4, ours).
+        tree: a :class:`~pml_htl.HierarchicalClassTree` knowing every class in
+            ``labels``; ``update_tree`` replaces it.
+        length_before_new_iter: indices per pass (default ``len(labels)``),
+            rounded down to whole batches.
+        seed: makes the batches reproducible (pass ``k`` of a run uses the
+            generator seeded with (seed, k); see ``set_epoch``). ``None`` draws
+            from torch's global generator.
+    """
+
+    def __init__(
+        self,
+        labels: Union[Sequence[int], np.ndarray, torch.Tensor],
+        anchors_per_batch: int,
+        classes_per_anchor: int = 4,
+        samples_per_class: int = 4,
+        tree: Optional[HierarchicalClassTree] = None,
+        length_before_new_iter: Optional[int] = None,
+        seed: Optional[int] = None,
+    ):
+        self.labels = _labels_as_numpy(labels)
+        if self.labels.size == 0:
+            raise ValueError("labels is empty: the sampler needs a non-empty data set")
+        self.anchors_per_batch = check_positive_int(anchors_per_batch, "anchors_per_batch")
+        self.classes_per_anchor = check_positive_int(classes_per_anchor, "classes_per_anchor")
+        self.samples_per_class = check_positive_int(samples_per_class, "samples_per_class")
+        if seed is not None:
+            check_positive_int(seed, "seed", minimum=0)
+        self.seed = seed
+        self.epoch = 0
+        self.classes, inverse = np.unique(self.labels, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.cumsum(np.bincount(inverse, minlength=len(self.classes)))[:-1]
+        self.indices_per_class = np.split(order, bounds)
+        self.classes_per_batch = self.anchors_per_batch * self.classes_per_anchor
+        if self.classes_per_batch > len(self.classes):
+            raise ValueError(
+                f"anchors_per_batch * classes_per_anchor = {self.classes_per_batch} classes "
+                f"per batch, but labels hold only {len(self.classes)} classes"
+            )
+        self.batch_size = self.classes_per_batch * self.samples_per_class
+        if length_before_new_iter is None:
+            length_before_new_iter = len(self.labels)
+        check_positive_int(length_before_new_iter, "length_before_new_iter")
+        if length_before_new_iter < self.batch_size:
+            raise ValueError(
+                f"length_before_new_iter={length_before_new_iter} is smaller than one "
+                f"batch of l' m t = {self.batch_size} indices"
+            )
+        self.length_before_new_iter = length_before_new_iter
+        self.neighbors: Optional[np.ndarray] = None
+        self.tree: Optional[HierarchicalClassTree] = None
+        if tree is not None:
+            self.update_tree(tree)
+
+    def update_tree(
+        self,
+        tree: HierarchicalClassTree,
+        label_fn: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    ) -> None:
+        """Take each class's nearest classes at level 0 from ``tree``.
+
+        Args:
+            tree: the class tree.
+            label_fn: maps this sampler's labels to the tree's labels, when the
+                loss sees remapped labels (a PML trainer's
+                ``set_min_label_to_zero``); the tree-rebuild hook passes it.
+        """
+        check_tree(tree)
+        if tree is None:
+            raise TypeError("tree must be a HierarchicalClassTree, got None")
+        tree_classes = self.classes
+        if label_fn is not None:
+            tree_classes = _labels_as_numpy(label_fn(self.classes))
+            if len(np.unique(tree_classes)) != len(self.classes):
+                raise ValueError("label_fn must map the sampler's classes one to one")
+        k = min(len(self.classes) - 1, self.classes_per_anchor - 1 + self.classes_per_batch)
+        if k == 0:
+            neighbors = np.zeros((len(self.classes), 0), dtype=np.int64)
+        else:
+            classes = torch.as_tensor(tree_classes, device=tree.device)
+            nearest = tree.nearest_classes(classes, k, candidates=classes).cpu().numpy()
+            order = np.argsort(tree_classes)
+            neighbors = order[np.searchsorted(tree_classes, nearest, sorter=order)]
+        self.neighbors, self.tree = neighbors, tree
+
+    def clear_tree(self) -> None:
+        """Forget the tree: back to random classes per batch."""
+        self.neighbors, self.tree = None, None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the pass whose batches the next ``__iter__`` yields (with ``seed``)."""
+        self.epoch = check_positive_int(epoch, "epoch", minimum=0)
+
+    def __len__(self) -> int:
+        return (self.length_before_new_iter // self.batch_size) * self.batch_size
+
+    def _generator(self) -> np.random.Generator:
+        if self.seed is None:
+            return np.random.default_rng(int(torch.randint(2**62, (1,))))
+        return np.random.default_rng([self.seed, self.epoch])
+
+    def _batch_classes(self, rng: np.random.Generator) -> np.ndarray:
+        num_classes = len(self.classes)
+        if self.neighbors is None:
+            return rng.choice(num_classes, self.classes_per_batch, replace=False)
+        used = np.zeros(num_classes, dtype=bool)
+        chosen = []
+        for _ in range(self.anchors_per_batch):
+            anchor = int(rng.integers(num_classes))
+            while used[anchor]:
+                anchor = int(rng.integers(num_classes))
+            used[anchor] = True
+            chosen.append(anchor)
+            added = 0
+            for neighbor in self.neighbors[anchor]:
+                if added == self.classes_per_anchor - 1:
+                    break
+                if not used[neighbor]:
+                    used[neighbor] = True
+                    chosen.append(int(neighbor))
+                    added += 1
+        return np.asarray(chosen)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = self._generator()
+        self.epoch += 1
+        t = self.samples_per_class
+        out = np.empty(len(self), dtype=np.int64)
+        for b in range(len(self) // self.batch_size):
+            pos = b * self.batch_size
+            for c in self._batch_classes(rng):
+                members = self.indices_per_class[c]
+                out[pos : pos + t] = rng.choice(members, t, replace=len(members) < t)
+                pos += t
+        return iter(out.tolist())
