@@ -5,4 +5,5 @@
 
 from pytorch_metric_learning.losses import *  # noqa: F401,F403
 
+from .cross_batch_memory import CrossBatchMemory  # noqa: F401
 from .hierarchical_triplet_loss import HierarchicalTripletLoss  # noqa: F401

@@ -56,8 +56,12 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             reducer receives one loss per triplet: B (t - 1)(B - t) values.
 
     With ``ref_emb`` and no ``indices_tuple``, every reference sample of the
-    anchor's class is a positive, including a copy of the anchor itself (as in
-    PML: self-pairs are dropped only when ``ref_emb`` is not given).
+    anchor's class is a positive, including a copy of the anchor itself. As in
+    PML, the pairs (i, i) are dropped only when ``ref_labels is labels`` (the
+    same tensor object, e.g. when ``ref_emb`` is not given).
+
+    float16/bfloat16 embeddings are computed in float32 and the loss is
+    returned in float32; gradients reach the embeddings in their own dtype.
     """
 
     def __init__(
@@ -120,11 +124,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
-        remove_self = ref_labels is labels
+        remove_self = ref_labels is labels  # PML's rule (identity, not equality)
         tree = self.tree_on(embeddings.device)
         alpha = margin_matrix(tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in)
         emb, ref = upcast_half(embeddings), upcast_half(ref_emb)
-        dist = self.distance(emb, None if remove_self else ref)
+        dist = self.distance(emb, None if ref_emb is embeddings else ref)
         sign, scale = hinge_sign_and_scale(self.distance)
         offsets = (scale * alpha).to(dist.dtype)
 

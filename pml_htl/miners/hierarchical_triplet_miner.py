@@ -59,7 +59,8 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         alpha = margin_matrix(
             self.tree_on(embeddings.device), labels, ref_labels, self.beta, allow_unknown=False
         )
-        dist = self.distance(upcast_half(embeddings), None if remove_self else upcast_half(ref_emb))
+        ref = None if ref_emb is embeddings else upcast_half(ref_emb)
+        dist = self.distance(upcast_half(embeddings), ref)
         sign, scale = hinge_sign_and_scale(self.distance)
         offsets = (scale * alpha).to(dist.dtype)
         positive, negative = same_class_masks(labels, ref_labels, remove_self)

@@ -146,7 +146,7 @@ class HierarchicalClassTree:
                 f"move the tree with tree.to(device)"
             )
         labels = labels.long()
-        idx = torch.searchsorted(self.labels, labels).clamp(max=self.num_classes - 1)
+        idx = torch.searchsorted(self.labels, labels.contiguous()).clamp(max=self.num_classes - 1)
         known = self.labels[idx] == labels
         if allow_unknown:
             return idx.masked_fill(~known, 0), known
@@ -176,12 +176,12 @@ class HierarchicalClassTree:
         """H for broadcastable index tensors, computed once per distinct class pair."""
         ua, inv_a = torch.unique(ia, return_inverse=True)
         ub, inv_b = torch.unique(ib, return_inverse=True)
-        same = (
-            self.level_assignments[:, ua][:, :, None] == self.level_assignments[:, ub][:, None, :]
+        # The partitions are nested (d_l grows with l), so the number of levels
+        # at which two classes are apart is the first level joining them.
+        apart = (
+            self.level_assignments[:, ua][:, :, None] != self.level_assignments[:, ub][:, None, :]
         )
-        found = same.any(0)
-        first = same.to(torch.uint8).argmax(0)
-        levels = torch.where(found, first, torch.full_like(first, self.num_levels))
+        levels = apart.sum(0).clamp_(max=self.num_levels)
         if self.level_start:
             levels = levels.clamp(min=self.level_start)
         return levels[inv_a, inv_b]
@@ -241,10 +241,16 @@ class HierarchicalClassTree:
         check_labels(labels)
         rows = self.index_of(labels)
         cols = None if candidates is None else self.index_of(candidates)
-        available = self.num_classes if cols is None else cols.shape[0]
         check_positive_int(k, "k")
-        if k > available - 1:
-            raise ValueError(f"k={k} neighbours asked for, but only {available} classes exist")
+        if cols is None:
+            available = self.num_classes - 1
+        else:
+            query_among = bool(torch.isin(rows, cols).any())
+            available = cols.shape[0] - int(query_among)
+        if k > available:
+            raise ValueError(
+                f"k={k} neighbours asked for, but only {available} other candidate classes exist"
+            )
         if cols is None and k <= self.neighbors.shape[1]:
             return self.labels[self.neighbors[rows, :k]]
         col_labels = self.labels if cols is None else self.labels[cols]

@@ -1,0 +1,803 @@
+"""Glyphs: an offline, deterministic character data set rendered from the
+TrueType fonts that ship inside matplotlib's wheel.
+
+Nothing is downloaded. Every class is one character (a Unicode code point);
+every instance is that character drawn in one of the usable text fonts
+(DejaVu Sans/Serif/Sans Mono in 4 styles, STIXGeneral in 4 styles and the
+Computer Modern fonts cmr10, cmb10, cmss10, cmti10, cmtt10, cmmi10) and then
+randomly augmented (affine jitter, stroke width, blur, contrast, noise). The
+superclass of a character is its script (Digits, Latin, Greek, Cyrillic,
+Armenian, Georgian, Lao), which gives a known two-level hierarchy.
+
+How the classes are chosen (all of it deterministic):
+
+* Candidates are the letters (categories Lu, Ll, Lt, Lo) and digits of
+  :data:`SCRIPT_RANGES` that are neither NFKC-compatibility characters (ϐ, ſ,
+  ligatures) nor precomposed letters with a diacritic (é, Й, ά): classes
+  differ by their shape, not by an accent alone.
+* Fonts are read with fontTools. The Computer Modern fonts' cmaps follow
+  TeX's layout, not Unicode (in cmr10 U+00A1 is Γ), so they are mapped by
+  glyph name through the explicit table :data:`CM_GLYPH_NAMES` (checked by
+  eye: BaKoMa's ``epsilon`` is ε and ``phi1`` is φ; cmmi10's digits are
+  old-style figures and are not used).
+* A rendering that is empty, tiny, or that matches the font's missing-glyph
+  box is dropped; a character is kept only when at least
+  :data:`MIN_FONTS` fonts render it.
+* Look-alikes. Clean renderings (32x32, fixed baseline and size) are compared
+  with the IoU of their ink (pixels > 0.5). Classes are visited in priority
+  order (script order of :data:`SCRIPTS`, then code point). A class whose
+  renderings have IoU > :data:`HOMOGLYPH_IOU` with those of an already kept
+  class in at least half of the fonts they share is dropped (Latin A keeps,
+  Greek Alpha and Cyrillic A go); a kept class loses the single renderings
+  (font) that are still near-identical to any rendering of an earlier class,
+  in any font (Cyrillic italic и against Latin italic u, Armenian ս against u
+  in DejaVu Sans). After this, no two classes have clean renderings with IoU
+  > 0.97, in the same font or across fonts. Near misses (A/Λ, O/Q, y/γ, ш/щ,
+  6/б) stay as hard negatives.
+
+Split: classes are put in a canonical, interleaved order (each script's
+characters in a van der Corput order of their code points, the scripts merged
+in proportion), and the global class id of a class is its position in that
+order. ``num_classes`` keeps the first classes of the order; the first half of
+them (ids ``0 .. n//2 - 1``) is the training split and the rest the test
+split, so every script appears on both sides and labels stay global ids.
+
+The arrays are built once (a few seconds to well under a minute) and cached
+as a ``.npz`` keyed by the build parameters, :data:`GLYPHS_VERSION` and the
+font files and FreeType version, in ``$PML_HTL_CACHE/glyphs`` (default
+``~/.cache/pml_htl/glyphs``). Builds are bit-identical run to run on a given
+installation (same fonts, FreeType, NumPy and SciPy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import unicodedata
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CM_GLYPH_NAMES",
+    "FONT_FILES",
+    "GLYPHS_VERSION",
+    "GlyphDataset",
+    "SCRIPTS",
+    "SCRIPT_RANGES",
+    "build_glyph_arrays",
+    "default_cache_dir",
+    "load_glyph_arrays",
+]
+
+#: Bump whenever a change alters the generated arrays (invalidates caches).
+GLYPHS_VERSION = "1"
+
+#: Superclasses, in label order; also the priority order for look-alikes.
+SCRIPTS = ("Digits", "Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Lao")
+
+#: Code point ranges searched for each script.
+SCRIPT_RANGES = {
+    "Digits": ((0x30, 0x39),),
+    "Latin": ((0x41, 0x5A), (0x61, 0x7A), (0xC0, 0x17F)),
+    "Greek": ((0x370, 0x3FF),),
+    "Cyrillic": ((0x400, 0x52F),),
+    "Armenian": ((0x531, 0x58F),),
+    "Georgian": ((0x10A0, 0x10FF),),
+    "Lao": ((0xE81, 0xEAE),),  # consonants
+}
+
+#: The usable text fonts of matplotlib's wheel (see GLYPHS_NOTES). Left out:
+#: LastResortHE (placeholders only), cmex10, STIXSiz*, STIXNonUni* (symbols
+#: or private-use code points), cmsy10 (calligraphic capitals only) and
+#: DejaVu*Display (a few large operators).
+FONT_FILES = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmss10.ttf",
+    "cmti10.ttf",
+    "cmtt10.ttf",
+    "cmmi10.ttf",
+)
+
+
+def _cm_table() -> Dict[str, str]:
+    table = {c: c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+    digits = "zero one two three four five six seven eight nine".split()
+    # cmmi10 has only old-style figures (zerooldstyle, ...): not mapped.
+    table.update({str(i): name for i, name in enumerate(digits)})
+    table.update(
+        {
+            # Greek capitals (all six fonts). AGL would send Delta to U+2206
+            # and Omega to U+2126: wrong here.
+            "\u0393": "Gamma",
+            "\u0394": "Delta",
+            "\u0398": "Theta",
+            "\u039b": "Lambda",
+            "\u039e": "Xi",
+            "\u03a0": "Pi",
+            "\u03a3": "Sigma",
+            "\u03a5": "Upsilon",
+            "\u03a6": "Phi",
+            "\u03a8": "Psi",
+            "\u03a9": "Omega",
+            # Greek lower case (cmmi10 only). BaKoMa's "epsilon" draws ε and
+            # "epsilon1" the lunate ϵ; "phi1" is the looped φ, "phi" is ϕ.
+            "\u03b1": "alpha",
+            "\u03b2": "beta",
+            "\u03b3": "gamma",
+            "\u03b4": "delta",
+            "\u03b5": "epsilon",
+            "\u03b6": "zeta",
+            "\u03b7": "eta",
+            "\u03b8": "theta",
+            "\u03b9": "iota",
+            "\u03ba": "kappa",
+            "\u03bb": "lambda",
+            "\u03bc": "mu",
+            "\u03bd": "nu",
+            "\u03be": "xi",
+            "\u03c0": "pi",
+            "\u03c1": "rho",
+            "\u03c2": "sigma1",
+            "\u03c3": "sigma",
+            "\u03c4": "tau",
+            "\u03c5": "upsilon",
+            "\u03c6": "phi1",
+            "\u03c7": "chi",
+            "\u03c8": "psi",
+            "\u03c9": "omega",
+            # Latin letters beyond ASCII.
+            "\u00c6": "AE",
+            "\u00e6": "ae",
+            "\u0152": "OE",
+            "\u0153": "oe",
+            "\u00d8": "Oslash",
+            "\u00f8": "oslash",
+            "\u00df": "germandbls",
+            "\u0131": "dotlessi",
+        }
+    )
+    return table
+
+
+#: Character -> glyph name in the Computer Modern (BaKoMa) fonts.
+CM_GLYPH_NAMES = _cm_table()
+
+#: A character is a class only if at least this many fonts render it.
+MIN_FONTS = 5
+#: IoU of the clean 32x32 renderings above which two glyphs look identical.
+HOMOGLYPH_IOU = 0.97
+#: Size of the clean renderings used for the look-alike analysis.
+ANALYSIS_SIZE = 32
+#: Font size (em) and baseline height, as fractions of the image size.
+EM_FRACTION = 0.69
+BASELINE_FRACTION = 0.73
+#: Supersampling factor: glyphs are drawn and augmented at this multiple of
+#: the output size, then averaged down.
+SUPERSAMPLE = 2
+
+_INK = 0.5  # threshold of the binary ink masks
+_MISSING_CODEPOINT = 0x10FFFD  # in no font's cmap: renders the missing glyph
+
+
+# --------------------------------------------------------------------------
+# Fonts and rendering
+
+
+def _font_dir() -> str:
+    try:
+        import matplotlib
+    except ImportError as e:  # pragma: no cover - matplotlib is installed here
+        raise ImportError(
+            "The glyph data set renders the fonts shipped with matplotlib: pip install matplotlib"
+        ) from e
+    return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+
+
+def _font_paths() -> List[str]:
+    d = _font_dir()
+    missing = [f for f in FONT_FILES if not os.path.exists(os.path.join(d, f))]
+    if missing:
+        raise FileNotFoundError(
+            f"matplotlib's font folder {d} lacks {missing}; the glyph data set "
+            "needs matplotlib's bundled DejaVu, STIX and Computer Modern fonts"
+        )
+    return [os.path.join(d, f) for f in FONT_FILES]
+
+
+def candidate_characters() -> List[Tuple[str, int]]:
+    """(character, script index) of every candidate, in priority order."""
+    out = []
+    for s, script in enumerate(SCRIPTS):
+        for a, b in SCRIPT_RANGES[script]:
+            for cp in range(a, b + 1):
+                c = chr(cp)
+                if unicodedata.category(c) not in ("Lu", "Ll", "Lt", "Lo", "Nd"):
+                    continue
+                if unicodedata.normalize("NFKC", c) != c:
+                    continue  # compatibility variant of another character
+                if unicodedata.normalize("NFD", c) != c:
+                    continue  # letter + diacritic
+                out.append((c, s))
+    return out
+
+
+def _font_char_map(path: str) -> Dict[str, str]:
+    """Character -> the text to draw with Pillow to get its glyph."""
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(path, lazy=True)
+    cmap = font.getBestCmap() or {}
+    font.close()
+    if os.path.basename(path).startswith("cm"):
+        # TeX layout: find, for each wanted glyph name, a code point that
+        # the font's own cmap sends to it.
+        code_of_glyph = {}
+        for cp, glyph in sorted(cmap.items()):
+            code_of_glyph.setdefault(glyph, cp)
+        return {c: chr(code_of_glyph[g]) for c, g in CM_GLYPH_NAMES.items() if g in code_of_glyph}
+    return {chr(cp): chr(cp) for cp, glyph in cmap.items() if glyph != ".notdef"}
+
+
+def _pil_font(path: str, canvas: int):
+    from PIL import ImageFont
+
+    return ImageFont.truetype(
+        path,
+        size=int(round(EM_FRACTION * canvas)),
+        layout_engine=ImageFont.Layout.BASIC,
+    )
+
+
+def _render(pil_font, text: str, canvas: int) -> Optional[np.ndarray]:
+    """Draw `text` white on black in a canvas x canvas float32 image.
+
+    Fixed font size and baseline (so o/O and p/P differ by size and
+    position), ink centred horizontally. The rare glyph too large for the
+    canvas is shrunk to fit. None when nothing is drawn.
+    """
+    from PIL import Image, ImageDraw
+
+    top = canvas // 2
+    img = Image.new("L", (3 * canvas, 2 * canvas))
+    ImageDraw.Draw(img).text(
+        (canvas, top + BASELINE_FRACTION * canvas),
+        text,
+        font=pil_font,
+        fill=255,
+        anchor="ls",
+    )
+    a = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    rows = np.flatnonzero(a.max(axis=1) > 0)
+    cols = np.flatnonzero(a.max(axis=0) > 0)
+    if len(rows) == 0:
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    w, h = c1 - c0, r1 - r0
+    if r0 >= top and r1 <= top + canvas and w <= canvas:
+        x0 = (c0 + c1 - canvas) // 2
+        return np.ascontiguousarray(a[top : top + canvas, x0 : x0 + canvas])
+    f = min((canvas - 2) / w, (canvas - 2) / h, 1.0)
+    nw, nh = max(1, int(round(w * f))), max(1, int(round(h * f)))
+    crop = Image.fromarray(np.ascontiguousarray(a[r0:r1, c0:c1]), mode="F")
+    crop = np.asarray(crop.resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+    out = np.zeros((canvas, canvas), np.float32)
+    cy = (r0 + r1) / 2 - top
+    y0 = int(round(min(max(cy - nh / 2, 0), canvas - nh)))
+    x0 = (canvas - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = np.clip(crop, 0, 1)
+    return out
+
+
+def _downsample(a: np.ndarray, f: int = SUPERSAMPLE) -> np.ndarray:
+    h, w = a.shape
+    return a.reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _pairwise_iou(masks: np.ndarray) -> np.ndarray:
+    """IoU between all rows of a (n, pixels) boolean array (exact)."""
+    m = masks.astype(np.float32)
+    inter = m @ m.T  # integer counts < 2**24: exact in float32
+    area = m.sum(axis=1)
+    union = area[:, None] + area[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+# --------------------------------------------------------------------------
+# Inventory: which characters, which fonts, which look-alikes
+
+
+def _scan_fonts(verbose: bool = True) -> dict:
+    """Render every candidate in every font at the analysis size."""
+    from tqdm.auto import tqdm
+
+    cands = candidate_characters()
+    paths = _font_paths()
+    n, nf = len(cands), len(paths)
+    canvas = ANALYSIS_SIZE * SUPERSAMPLE
+    clean = np.zeros((n, nf, ANALYSIS_SIZE, ANALYSIS_SIZE), np.float32)
+    good = np.zeros((n, nf), bool)
+    bad = []  # (character, font, reason)
+    for fi, path in enumerate(tqdm(paths, desc="glyphs: scanning fonts", disable=not verbose)):
+        cmap = _font_char_map(path)
+        font = _pil_font(path, canvas)
+        missing = _render(font, chr(_MISSING_CODEPOINT), canvas)
+        missing = None if missing is None else _downsample(missing) > _INK
+        for ci, (c, _) in enumerate(cands):
+            if c not in cmap:
+                continue
+            r = _render(font, cmap[c], canvas)
+            if r is None:
+                bad.append((c, fi, "empty"))
+                continue
+            small = _downsample(r)
+            ink = small > _INK
+            if ink.sum() < 3:
+                bad.append((c, fi, "tiny"))
+                continue
+            if missing is not None and missing.any() and _iou(ink, missing) > 0.9:
+                bad.append((c, fi, "missing-glyph box"))
+                continue
+            clean[ci, fi] = small
+            good[ci, fi] = True
+    return {"candidates": cands, "clean": clean, "good": good, "bad": bad}
+
+
+def _select_classes(scan: dict) -> dict:
+    """Apply the font-count rule and collapse look-alikes (see module doc)."""
+    cands, clean, good = scan["candidates"], scan["clean"], scan["good"].copy()
+    enough = np.flatnonzero(good.sum(axis=1) >= MIN_FONTS)
+    masks = (clean[enough] > _INK).reshape(len(enough), clean.shape[1], -1)
+    g = good[enough]
+    nf = g.shape[1]
+
+    # Class level: same-font IoU per font, fraction of shared fonts > 0.97.
+    same = np.zeros((len(enough), len(enough)), np.int32)
+    shared = np.zeros_like(same)
+    for f in range(nf):
+        on = np.flatnonzero(g[:, f])
+        iou = _pairwise_iou(masks[on, f])
+        same[np.ix_(on, on)] += iou > HOMOGLYPH_IOU
+        shared[np.ix_(on, on)] += 1
+    kept: List[int] = []  # indices into `enough`, priority order
+    homoglyphs = []  # (dropped char, representative char, fonts identical, shared)
+    for i in range(len(enough)):
+        rep = None
+        for j in kept:
+            if shared[i, j] and same[i, j] * 2 >= shared[i, j]:
+                rep = j
+                break
+        if rep is None:
+            kept.append(i)
+        else:
+            homoglyphs.append(
+                (
+                    cands[enough[i]][0],
+                    cands[enough[rep]][0],
+                    int(same[i, rep]),
+                    int(shared[i, rep]),
+                )
+            )
+
+    # Rendering level: every remaining rendering against every rendering of
+    # the earlier kept classes, same font or not.
+    kept = np.array(kept)
+    rc, rf = np.nonzero(g[kept])  # render -> (row in kept, font)
+    flat = masks[kept[rc], rf]
+    conflict = _pairwise_iou(flat) > HOMOGLYPH_IOU
+    conflict &= rc[:, None] != rc[None, :]
+    alive = np.ones(len(rc), bool)
+    pruned = []  # (char, font index, conflicting char)
+    for r in np.flatnonzero(conflict.any(axis=1)):  # rc is sorted: priority
+        earlier = np.flatnonzero(conflict[r] & alive & (rc < rc[r]))
+        if len(earlier):
+            alive[r] = False
+            other = cands[enough[kept[rc[earlier[0]]]]][0]
+            pruned.append((cands[enough[kept[rc[r]]]][0], int(rf[r]), other))
+    fonts = np.zeros((len(kept), nf), bool)
+    fonts[rc[alive], rf[alive]] = True
+    final = np.flatnonzero(fonts.sum(axis=1) >= MIN_FONTS)
+    too_few = [cands[enough[kept[k]]][0] for k in range(len(kept)) if k not in final]
+    idx = enough[kept[final]]
+    return {
+        "chars": [cands[i][0] for i in idx],
+        "scripts": np.array([cands[i][1] for i in idx], np.int64),
+        "fonts": fonts[final],
+        "clean": clean[idx] * fonts[final][:, :, None, None],
+        "homoglyphs": homoglyphs,
+        "pruned": pruned,
+        "too_few_after_pruning": too_few,
+    }
+
+
+def _van_der_corput_positions(n: int) -> np.ndarray:
+    """positions[r]: where rank r lands in a bit-reversed (spread) order."""
+    bits = max(1, (n - 1).bit_length())
+    rev = [int(format(r, f"0{bits}b")[::-1], 2) for r in range(n)]
+    order = np.argsort(rev, kind="stable")
+    pos = np.empty(n, np.int64)
+    pos[order] = np.arange(n)
+    return pos
+
+
+def _canonical_order(chars: Sequence[str], scripts: np.ndarray) -> np.ndarray:
+    """Indices of the classes in the canonical (interleaved) order."""
+    keys = np.zeros(len(chars))
+    for s in np.unique(scripts):
+        members = np.flatnonzero(scripts == s)
+        members = members[np.argsort([ord(chars[m]) for m in members])]
+        pos = _van_der_corput_positions(len(members))
+        keys[members] = (pos + 0.5) / len(members)
+    return np.lexsort((scripts, keys))
+
+
+# --------------------------------------------------------------------------
+# Augmentation
+
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+
+
+def _augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random view of a clean supersampled rendering -> float32 image at
+    the output size (values in [0, 1])."""
+    from scipy import ndimage
+
+    size = img.shape[0]
+    # Stroke width. Thicker: blend towards a grey dilation. Thinner: a power
+    # of the intensity combined with a 3x3 erosion; the power keeps the
+    # fully inked core of hairlines, so thin strokes are never erased.
+    t = rng.uniform(-1.0, 1.0)
+    if t > 0:
+        fat = ndimage.grey_dilation(img, footprint=_CROSS)
+        if t <= 0.5:
+            img = img + (fat - img) * np.float32(2 * t)
+        else:
+            fatter = ndimage.grey_dilation(fat, size=(3, 3))
+            img = fat + (fatter - fat) * np.float32(2 * t - 1)
+    else:
+        thin = ndimage.grey_erosion(img, footprint=_CROSS)
+        img = np.maximum(thin, img ** np.float32(1.0 - 1.5 * t))
+    # Affine jitter: rotation, shear, scale, aspect, translation.
+    angle = np.deg2rad(rng.uniform(-10.0, 10.0))
+    shear = rng.uniform(-0.2, 0.2)
+    scale = rng.uniform(0.85, 1.1)
+    aspect = np.exp(rng.uniform(-0.1, 0.1))
+    shift = rng.uniform(-0.07, 0.07, size=2) * size
+    cos, sin = np.cos(angle), np.sin(angle)
+    forward = (
+        np.array([[cos, -sin], [sin, cos]])
+        @ np.array([[1.0, 0.0], [shear, 1.0]])
+        @ np.diag([scale / aspect, scale * aspect])
+    )  # (row, col) -> (row, col), about the centre
+    inverse = np.linalg.inv(forward)
+    centre = np.array([(size - 1) / 2.0, (size - 1) / 2.0])
+    offset = centre - inverse @ (centre + shift)
+    img = ndimage.affine_transform(img, inverse, offset=offset, order=1, mode="constant", cval=0.0)
+    # Blur (sigma in supersampled pixels).
+    sigma = rng.uniform(0.0, 1.2)
+    if sigma > 0.3:
+        img = ndimage.gaussian_filter(img, sigma, mode="constant")
+    img = _downsample(img.astype(np.float32))
+    # Contrast and noise.
+    ink = rng.uniform(0.65, 1.0)
+    background = rng.uniform(0.0, 0.12)
+    noise = rng.uniform(0.0, 0.06)
+    img = background + (ink - background) * img
+    img = img + rng.normal(0.0, noise, size=img.shape)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Building and caching
+
+
+def build_glyph_arrays(
+    samples_per_class: int = 40,
+    image_size: int = 32,
+    seed: int = 0,
+    num_classes: Optional[int] = None,
+    verbose: bool = True,
+) -> Dict[str, np.ndarray]:
+    """Generate the whole data set (every split) as NumPy arrays.
+
+    Class ``k`` (global id) gets ``samples_per_class`` images; sample ``j``
+    uses the ``j``-th font of a per-class random permutation of the fonts
+    that render it (cycling), then one random augmentation. Each class has
+    its own random stream seeded by ``(seed, code point)``, so a class's
+    images do not depend on ``num_classes``.
+    """
+    from tqdm.auto import tqdm
+
+    _check_params(samples_per_class, image_size, seed, num_classes)
+    inventory = _select_classes(_scan_fonts(verbose))
+    order = _canonical_order(inventory["chars"], inventory["scripts"])
+    if num_classes is not None:
+        if num_classes > len(order):
+            raise ValueError(
+                f"num_classes={num_classes} but the fonts give only {len(order)} glyph classes"
+            )
+        order = order[:num_classes]
+    chars = [inventory["chars"][i] for i in order]
+    fonts = inventory["fonts"][order]
+    paths = _font_paths()
+    canvas = image_size * SUPERSAMPLE
+    char_maps: Dict[int, Dict[str, str]] = {}
+    pil_fonts: Dict[int, object] = {}
+
+    n = len(chars) * samples_per_class
+    images = np.empty((n, image_size, image_size), np.uint8)
+    labels = np.repeat(np.arange(len(chars), dtype=np.int64), samples_per_class)
+    font_ids = np.empty(n, np.int16)
+    bar = tqdm(total=n, desc="glyphs: rendering", disable=not verbose, unit="img")
+    for k, c in enumerate(chars):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, ord(c)]))
+        usable = np.flatnonzero(fonts[k])
+        usable = usable[rng.permutation(len(usable))]
+        sources = {}
+        for f in usable:
+            if f not in pil_fonts:
+                char_maps[f] = _font_char_map(paths[f])
+                pil_fonts[f] = _pil_font(paths[f], canvas)
+            sources[f] = _render(pil_fonts[f], char_maps[f][c], canvas)
+        for j in range(samples_per_class):
+            f = usable[j % len(usable)]
+            img = _augment(sources[f], rng)
+            i = k * samples_per_class + j
+            images[i] = np.rint(img * 255.0).astype(np.uint8)
+            font_ids[i] = f
+        bar.update(samples_per_class)
+    bar.close()
+
+    def pairs(rows):
+        return np.array([[ord(r[0]), ord(r[1])] for r in rows], np.int32).reshape(-1, 2)
+
+    return {
+        "images": images,
+        "labels": labels,
+        "font_ids": font_ids,
+        "class_codepoints": np.array([ord(c) for c in chars], np.int32),
+        "class_scripts": inventory["scripts"][order],
+        "class_fonts": fonts,
+        "clean_images": np.rint(inventory["clean"][order] * 255.0).astype(np.uint8),
+        "scripts": np.array(SCRIPTS),
+        "font_names": np.array([os.path.splitext(f)[0] for f in FONT_FILES]),
+        "homoglyphs": pairs(inventory["homoglyphs"]),
+        "pruned_renderings": np.array(
+            [[ord(c), f, ord(o)] for c, f, o in inventory["pruned"]], np.int32
+        ).reshape(-1, 3),
+    }
+
+
+def _check_params(samples_per_class, image_size, seed, num_classes):
+    if not (isinstance(samples_per_class, int) and samples_per_class > 0):
+        raise ValueError(f"samples_per_class must be a positive int, got {samples_per_class!r}")
+    if not (isinstance(image_size, int) and image_size >= 8 and image_size % 2 == 0):
+        raise ValueError(f"image_size must be an even int >= 8, got {image_size!r}")
+    if not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    if num_classes is not None and not (isinstance(num_classes, int) and num_classes >= 2):
+        raise ValueError(f"num_classes must be None or an int >= 2, got {num_classes!r}")
+
+
+def default_cache_dir() -> str:
+    """``$PML_HTL_CACHE/glyphs``, else ``$XDG_CACHE_HOME/pml_htl/glyphs``, else
+    ``~/.cache/pml_htl/glyphs``."""
+    base = os.environ.get("PML_HTL_CACHE")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(xdg, "pml_htl")
+    return os.path.join(base, "glyphs")
+
+
+def _cache_key(samples_per_class, image_size, seed, num_classes) -> dict:
+    import PIL
+    import scipy
+    from PIL import features
+
+    return {
+        "version": GLYPHS_VERSION,
+        "samples_per_class": samples_per_class,
+        "image_size": image_size,
+        "seed": seed,
+        "num_classes": num_classes,
+        "fonts": [[os.path.basename(p), os.path.getsize(p)] for p in _font_paths()],
+        "freetype": features.version("freetype2"),
+        "pillow": PIL.__version__,
+        "numpy": np.__version__.rsplit(".", 1)[0],
+        "scipy": scipy.__version__.rsplit(".", 1)[0],
+    }
+
+
+def cache_path(
+    root: Optional[str] = None,
+    samples_per_class: int = 40,
+    image_size: int = 32,
+    seed: int = 0,
+    num_classes: Optional[int] = None,
+) -> str:
+    """Where :func:`load_glyph_arrays` keeps the arrays for these parameters."""
+    key = _cache_key(samples_per_class, image_size, seed, num_classes)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    name = (
+        f"glyphs-v{GLYPHS_VERSION}-n{num_classes or 'all'}-s{samples_per_class}"
+        f"-i{image_size}-seed{seed}-{digest[:12]}.npz"
+    )
+    return os.path.join(root or default_cache_dir(), name)
+
+
+def load_glyph_arrays(
+    root: Optional[str] = None,
+    samples_per_class: int = 40,
+    image_size: int = 32,
+    seed: int = 0,
+    num_classes: Optional[int] = None,
+    verbose: bool = True,
+) -> Tuple[Dict[str, np.ndarray], str]:
+    """The arrays of :func:`build_glyph_arrays`, from the cache when present
+    (built and written atomically otherwise). Returns (arrays, cache path)."""
+    _check_params(samples_per_class, image_size, seed, num_classes)
+    path = cache_path(root, samples_per_class, image_size, seed, num_classes)
+    key = json.dumps(_cache_key(samples_per_class, image_size, seed, num_classes), sort_keys=True)
+    if os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if str(arrays.pop("_key")) == key:
+                return arrays, path
+        except Exception:  # corrupt or foreign file: rebuild it
+            pass
+    if verbose:
+        print(f"Building the glyph data set (cached to {path})")
+    arrays = build_glyph_arrays(samples_per_class, image_size, seed, num_classes, verbose)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".glyphs-", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, _key=np.array(key), **arrays)
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return arrays, path
+
+
+# --------------------------------------------------------------------------
+# The torch data set
+
+
+class GlyphDataset(torch.utils.data.Dataset):
+    """Characters of several scripts drawn in matplotlib's fonts.
+
+    Args:
+        root: cache folder (default :func:`default_cache_dir`).
+        split: ``"train"`` (first half of the classes), ``"test"`` (the rest)
+            or ``"all"``.
+        samples_per_class: images per class (fonts x augmentations).
+        image_size: side of the square grayscale images (even, default 32).
+        seed: seed of the augmentation; same seed, same bits.
+        transform: applied to a ``PIL.Image`` (mode "L"); without it an item
+            is a float tensor of shape (1, H, W) with values in [0, 1].
+        target_transform: applied to the integer label.
+        num_classes: keep only the first ``num_classes`` classes of the
+            canonical order (default: all).
+        verbose: progress bars while building.
+
+    Items are ``(image, label)`` with white ink on black. Labels are the
+    global class ids (the test split starts at ``num_train_classes``).
+
+    Attributes:
+        images: (N, H, W) uint8 of this split.
+        labels: (N,) int64 global class ids.
+        superclass_labels: (N,) int64 script ids (index into ``scripts``).
+        font_ids: (N,) source font of each image (index into ``font_names``).
+        class_names: the character of every global class id.
+        class_scripts: (C,) script id of every global class id.
+        scripts: the script names (superclass names).
+        classes: the global class ids of this split.
+        clean_images: (C, F, 32, 32) uint8 clean renderings of every class in
+            every font (zeros where ``class_fonts`` is False).
+        class_fonts: (C, F) which fonts render each class.
+        homoglyphs: list of (dropped character, representative character).
+        cache_path: the .npz the arrays come from.
+    """
+
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        split: str = "train",
+        samples_per_class: int = 40,
+        image_size: int = 32,
+        seed: int = 0,
+        transform=None,
+        target_transform=None,
+        num_classes: Optional[int] = None,
+        verbose: bool = True,
+    ):
+        if split not in ("train", "test", "all"):
+            raise ValueError(f'split must be "train", "test" or "all", got {split!r}')
+        arrays, self.cache_path = load_glyph_arrays(
+            root, samples_per_class, image_size, seed, num_classes, verbose
+        )
+        self.split = split
+        self.transform = transform
+        self.target_transform = target_transform
+        codepoints = arrays["class_codepoints"]
+        self.class_names = [chr(int(c)) for c in codepoints]
+        self.class_scripts = arrays["class_scripts"].astype(np.int64)
+        self.scripts = [str(s) for s in arrays["scripts"]]
+        self.font_names = [str(s) for s in arrays["font_names"]]
+        self.clean_images = arrays["clean_images"]
+        self.class_fonts = arrays["class_fonts"]
+        self.homoglyphs = [(chr(int(a)), chr(int(b))) for a, b in arrays["homoglyphs"]]
+        self.pruned_renderings = [
+            (chr(int(c)), self.font_names[int(f)], chr(int(o)))
+            for c, f, o in arrays["pruned_renderings"]
+        ]
+        self.num_classes = len(codepoints)
+        self.num_train_classes = self.num_classes // 2
+        if split == "train":
+            self.classes = np.arange(self.num_train_classes)
+        elif split == "test":
+            self.classes = np.arange(self.num_train_classes, self.num_classes)
+        else:
+            self.classes = np.arange(self.num_classes)
+        keep = np.isin(arrays["labels"], self.classes)
+        self.images = arrays["images"][keep]
+        self.labels = arrays["labels"][keep].astype(np.int64)
+        self.font_ids = arrays["font_ids"][keep].astype(np.int64)
+        self.superclass_labels = self.class_scripts[self.labels]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        label = int(self.labels[index])
+        if self.transform is None:
+            image = torch.from_numpy(self.images[index]).float().div_(255.0)[None]
+        else:
+            from PIL import Image
+
+            image = self.transform(Image.fromarray(self.images[index], mode="L"))
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label
+
+    def __repr__(self) -> str:
+        per_script = np.bincount(self.class_scripts[self.classes], minlength=len(self.scripts))
+        counts = ", ".join(f"{s} {n}" for s, n in zip(self.scripts, per_script) if n)
+        return (
+            f"GlyphDataset(split={self.split!r}, classes={len(self.classes)} "
+            f"[{counts}], images={len(self)}, size={self.images.shape[1:]})"
+        )

@@ -1,0 +1,673 @@
+"""HierarchicalTripletLoss against a naive loop over triplets (HTL_SPEC section 4).
+
+The reference enumerates the triplets with a plain Python triple loop,
+L2-normalises, computes the distances and the hinge itself; only d_H and s_c
+are taken from the tree (tested against brute force in test_tree.py).
+"""
+
+import io
+
+import pytest
+import torch
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning.distances import CosineSimilarity, LpDistance, SNRDistance
+from pytorch_metric_learning.reducers import AvgNonZeroReducer, SumReducer
+
+from pml_htl import HierarchicalClassTree, losses
+
+CLASSES = [3, 11, 20, 42, 57, 64]
+D = 8
+
+
+# ------------------------------------------------------------------ data
+def class_centres(seed=100, dim=D):
+    g = torch.Generator().manual_seed(seed)
+    supers = 1.5 * torch.randn(3, dim, generator=g, dtype=torch.float64)
+    idx = torch.arange(len(CLASSES)) % 3
+    return supers[idx] + 0.6 * torch.randn(len(CLASSES), dim, generator=g, dtype=torch.float64)
+
+
+def sample(labels, noise=0.9, seed=0, dim=D, dtype=torch.float64):
+    """Embeddings near each label's class centre (float64 unless told)."""
+    torch.manual_seed(seed)
+    centres = class_centres(dim=dim)
+    rows = torch.tensor([CLASSES.index(int(c)) if int(c) in CLASSES else 0 for c in labels])
+    x = centres[rows] + noise * torch.randn(len(labels), dim, dtype=torch.float64)
+    return x.to(dtype)
+
+
+def training_tree(num_levels=16, seed=1):
+    labels = torch.tensor(CLASSES).repeat_interleave(torch.tensor([5, 3, 1, 4, 6, 2]))
+    x = sample(labels, noise=0.5, seed=seed)
+    return HierarchicalClassTree.from_embeddings(x, labels, num_levels=num_levels)
+
+
+@pytest.fixture(scope="module")
+def tree():
+    t = training_tree()
+    # the margins really vary from pair to pair (otherwise the tests prove little)
+    a = torch.tensor(CLASSES)
+    alpha = t.margin(a[:, None], a[None, :])
+    off = alpha[~torch.eye(len(CLASSES), dtype=torch.bool)]
+    assert off.max() - off.min() > 0.3
+    return t
+
+
+BATCHES = {
+    "balanced": [3, 3, 3, 3, 11, 11, 11, 11, 20, 20, 20, 20, 57, 57, 57, 57],
+    # unequal class sizes, and class 64 has a single sample (no positive)
+    "unequal": [42, 3, 42, 11, 42, 3, 64, 11, 42, 3, 57, 57, 11, 42, 20, 20],
+}
+
+
+def make_labels(name):
+    return torch.tensor(BATCHES[name], dtype=torch.long)
+
+
+# -------------------------------------------------------- naive reference
+def unit(x):
+    return x / torch.sqrt((x * x).sum(1, keepdim=True))
+
+
+def naive_triplets(labels, ref_labels=None):
+    """All (a, p, n) by a triple loop. Without ref_labels, p != a."""
+    same_set = ref_labels is None
+    L = labels.tolist()
+    R = L if same_set else ref_labels.tolist()
+    out = []
+    for a in range(len(L)):
+        for p in range(len(R)):
+            if R[p] != L[a] or (same_set and p == a):
+                continue
+            for n in range(len(R)):
+                if R[n] != L[a]:
+                    out.append((a, p, n))
+    return out
+
+
+def spec_alpha(tree, beta, ya, yn, known=None):
+    """alpha = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree or for classes
+    the tree does not know (drop-in mode)."""
+    if tree is None:
+        return torch.full((len(ya),), float(beta), dtype=torch.float64)
+    if known is None:
+        return beta + tree.merge_distance(ya, yn) - tree.spread(ya)
+    alpha = torch.full((len(ya),), float(beta), dtype=torch.float64)
+    for i, (p, q) in enumerate(zip(ya.tolist(), yn.tolist())):
+        if p in known and q in known:
+            pa, qa = torch.tensor([p]), torch.tensor([q])
+            alpha[i] = beta + tree.merge_distance(pa, qa)[0] - tree.spread(pa)[0]
+    return alpha
+
+
+def naive_per_triplet(
+    emb, labels, triplets, tree, beta, kind="sq", ref_emb=None, ref_labels=None, known=None
+):
+    """0.5 * hinge of each triplet."""
+    x = unit(emb)
+    r = x if ref_emb is None else unit(ref_emb)
+    ref_labels = labels if ref_labels is None else ref_labels
+    a = torch.tensor([t[0] for t in triplets], dtype=torch.long)
+    p = torch.tensor([t[1] for t in triplets], dtype=torch.long)
+    n = torch.tensor([t[2] for t in triplets], dtype=torch.long)
+    alpha = spec_alpha(tree, beta, labels[a], ref_labels[n], known).to(x.dtype)
+    xa, xp, xn = x[a], r[p], r[n]
+    if kind == "sq":
+        v = ((xa - xp) ** 2).sum(1) - ((xa - xn) ** 2).sum(1) + alpha
+    elif kind == "plain":
+        v = torch.sqrt(((xa - xp) ** 2).sum(1)) - torch.sqrt(((xa - xn) ** 2).sum(1)) + alpha
+    elif kind == "cos":
+        v = (xa * xn).sum(1) - (xa * xp).sum(1) + alpha / 2
+    else:
+        raise AssertionError(kind)
+    return 0.5 * torch.clamp(v, min=0)
+
+
+def naive_mean(*args, **kwargs):
+    per = naive_per_triplet(*args, **kwargs)
+    return per.sum() / len(per)
+
+
+def distance_for(kind):
+    return {"sq": None, "plain": LpDistance(power=1), "cos": CosineSimilarity()}[kind]
+
+
+def make_loss(kind="sq", **kwargs):
+    dist = distance_for(kind)
+    if dist is not None:
+        kwargs["distance"] = dist
+    return losses.HierarchicalTripletLoss(**kwargs)
+
+
+def value_and_grad(fn, *inputs):
+    inputs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = fn(*inputs)
+    grads = torch.autograd.grad(out, inputs, allow_unused=True)
+    # an input the result does not depend on has a zero gradient
+    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs))
+    return out.detach(), grads
+
+
+def assert_close(got, want, rtol=1e-9, atol=1e-12):
+    torch.testing.assert_close(got.double(), want.double(), rtol=rtol, atol=atol)
+
+
+# ========================================================= all triplets
+@pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
+@pytest.mark.parametrize("beta", [0.1, 0.5])
+@pytest.mark.parametrize("batch", ["balanced", "unequal"])
+def test_all_triplets_value_and_grad(tree, kind, beta, batch):
+    labels = make_labels(batch)
+    emb = sample(labels, seed=2)
+    triplets = naive_triplets(labels)
+    if batch == "balanced":  # Z_M = B (t - 1)(B - t) of the paper
+        assert len(triplets) == 16 * 3 * 12
+    loss_fn = make_loss(kind, tree=tree, beta=beta)
+    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, labels), emb)
+    want, (g_want,) = value_and_grad(
+        lambda e: naive_mean(e, labels, triplets, tree, beta, kind), emb
+    )
+    assert 0 < want.item()
+    assert_close(got, want)
+    assert_close(g_got, g_want)
+    # the triplets are a mix of active and easy ones (with plain distances
+    # and beta = 0.5 every triplet is active: spec section 4)
+    per = naive_per_triplet(emb, labels, triplets, tree, beta, kind)
+    assert (per > 0).any()
+    if kind != "plain" or beta == 0.1:
+        assert (per == 0).any()
+
+
+def test_margins_matter(tree):
+    """With the tree the loss is not the plain triplet loss (alpha = beta)."""
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=3)
+    got = losses.HierarchicalTripletLoss(tree=tree)(emb, labels)
+    plain = naive_mean(emb, labels, naive_triplets(labels), None, 0.1)
+    assert abs(got.item() - plain.item()) > 1e-4
+
+
+@pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
+def test_gradcheck(tree, kind):
+    labels = torch.tensor([3, 11, 3, 20, 11, 20])
+    emb = sample(labels, seed=4, dim=3).requires_grad_(True)
+    loss_fn = make_loss(kind, tree=tree)
+    assert torch.autograd.gradcheck(lambda e: loss_fn(e, labels), (emb,), eps=1e-6, atol=1e-6)
+
+
+def test_gradcheck_with_ref(tree):
+    labels = torch.tensor([3, 11, 20, 11])
+    ref_labels = torch.tensor([3, 3, 11, 20, 42, 20])
+    emb = sample(labels, seed=5, dim=3).requires_grad_(True)
+    ref = sample(ref_labels, seed=6, dim=3).requires_grad_(True)
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    assert torch.autograd.gradcheck(
+        lambda e, r: loss_fn(e, labels, ref_emb=r, ref_labels=ref_labels),
+        (emb, ref),
+        eps=1e-6,
+        atol=1e-6,
+    )
+
+
+# ================================================================ dtypes
+@pytest.mark.parametrize(
+    "dtype,rtol,atol_scale",
+    [
+        (torch.float64, 1e-10, 1e-12),
+        (torch.float32, 1e-5, 1e-6),
+        (torch.float16, 1e-2, 1e-2),
+        (torch.bfloat16, 1e-2, 2e-2),
+    ],
+)
+@pytest.mark.parametrize("kind", ["sq", "cos"])
+def test_dtypes(tree, dtype, rtol, atol_scale, kind):
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=7).to(dtype)  # the rounded inputs
+    loss_fn = make_loss(kind, tree=tree)
+    x = emb.clone().requires_grad_(True)
+    got = loss_fn(x, labels)
+    (g_got,) = torch.autograd.grad(got, x)
+    assert g_got.dtype == dtype
+    assert torch.isfinite(got).all() and torch.isfinite(g_got).all()
+    if dtype in (torch.float32, torch.float64):
+        assert got.dtype == dtype
+    triplets = naive_triplets(labels)
+    want, (g_want,) = value_and_grad(
+        lambda e: naive_mean(e, labels, triplets, tree, 0.1, kind), emb.double()
+    )
+    torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol_scale * 1e-3)
+    atol = atol_scale * g_want.abs().max().item()
+    torch.testing.assert_close(g_got.double(), g_want, rtol=rtol, atol=atol)
+
+
+# ================================================================ ref_emb
+def test_ref_emb_includes_identical_copy_of_anchor(tree):
+    labels = torch.tensor([3, 3, 11, 11, 20, 57])
+    emb = sample(labels, seed=8)
+    extra_labels = torch.tensor([3, 11, 42, 57, 20, 20])
+    extra = sample(extra_labels, seed=9)
+    # ref holds identical copies of anchors 0, 2 and 5, then other samples
+    ref_emb = torch.cat([emb[[0, 2, 5]], extra])
+    ref_labels = torch.cat([labels[[0, 2, 5]], extra_labels])
+    triplets = naive_triplets(labels, ref_labels)
+    assert (0, 0, 2) in triplets  # the anchor's own copy is a positive
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    got, g_got = value_and_grad(
+        lambda e, r: loss_fn(e, labels, ref_emb=r, ref_labels=ref_labels), emb, ref_emb
+    )
+    want, g_want = value_and_grad(
+        lambda e, r: naive_mean(e, labels, triplets, tree, 0.1, "sq", r, ref_labels),
+        emb,
+        ref_emb,
+    )
+    assert_close(got, want)
+    assert_close(g_got[0], g_want[0])
+    assert_close(g_got[1], g_want[1])
+    # sanity of the reference: dropping the copies would change the value
+    no_copy = [t for t in triplets if not (t[1] < 3 and [0, 2, 5][t[1]] == t[0])]
+    other = naive_mean(emb, labels, no_copy, tree, 0.1, "sq", ref_emb, ref_labels)
+    assert abs(other.item() - want.item()) > 1e-6
+
+
+@pytest.mark.parametrize("kind", ["sq", "cos"])
+def test_ref_emb_all_triplets(tree, kind):
+    labels = make_labels("unequal")[:10]
+    emb = sample(labels, seed=10)
+    ref_labels = torch.tensor([42, 3, 11, 57, 20, 64, 3, 42, 11, 11, 20, 57])
+    ref_emb = sample(ref_labels, seed=11)
+    triplets = naive_triplets(labels, ref_labels)
+    loss_fn = make_loss(kind, tree=tree, beta=0.3)
+    got, g_got = value_and_grad(
+        lambda e, r: loss_fn(e, labels, ref_emb=r, ref_labels=ref_labels), emb, ref_emb
+    )
+    want, g_want = value_and_grad(
+        lambda e, r: naive_mean(e, labels, triplets, tree, 0.3, kind, r, ref_labels),
+        emb,
+        ref_emb,
+    )
+    assert_close(got, want)
+    assert_close(g_got[0], g_want[0])
+    assert_close(g_got[1], g_want[1])
+
+
+def test_ref_emb_with_ref_labels_being_labels(tree):
+    """Two views of one batch: loss(view1, labels, ref_emb=view2, ref_labels=labels).
+    As in PML, ``ref_labels is labels`` drops the self-pairs (a, a), but the
+    distances must still be measured to ref_emb, not ignore it."""
+    labels = make_labels("balanced")[:12]
+    view1 = sample(labels, seed=12)
+    view2 = sample(labels, seed=13)
+    triplets = naive_triplets(labels)  # p != a
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    got, g_got = value_and_grad(
+        lambda e, r: loss_fn(e, labels, ref_emb=r, ref_labels=labels), view1, view2
+    )
+    want, g_want = value_and_grad(
+        lambda e, r: naive_mean(e, labels, triplets, tree, 0.1, "sq", r, labels), view1, view2
+    )
+    assert_close(got, want)
+    assert_close(g_got[0], g_want[0])
+    assert_close(g_got[1], g_want[1])
+
+
+# =========================================================== indices_tuple
+@pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
+def test_indices_tuple_triplets(tree, kind):
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=14)
+    all_t = naive_triplets(labels)
+    g = torch.Generator().manual_seed(0)
+    chosen = [all_t[i] for i in torch.randperm(len(all_t), generator=g)[:25].tolist()]
+    idx = tuple(torch.tensor([t[k] for t in chosen]) for k in range(3))
+    loss_fn = make_loss(kind, tree=tree)
+    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, labels, idx), emb)
+    want, (g_want,) = value_and_grad(lambda e: naive_mean(e, labels, chosen, tree, 0.1, kind), emb)
+    assert_close(got, want)
+    assert_close(g_got, g_want)
+
+
+def test_indices_tuple_pairs(tree):
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=15)
+    L = labels.tolist()
+    pos = [(a, p) for a in range(len(L)) for p in range(len(L)) if a != p and L[a] == L[p]]
+    neg = [(a, n) for a in range(len(L)) for n in range(len(L)) if L[a] != L[n]]
+    g = torch.Generator().manual_seed(1)
+    pos = [pos[i] for i in torch.randperm(len(pos), generator=g)[:15].tolist()]
+    neg = [neg[i] for i in torch.randperm(len(neg), generator=g)[:60].tolist()]
+    triplets = [(a, p, n) for (a, p) in pos for (a2, n) in neg if a == a2]
+    assert len(triplets) > 10
+    idx = (
+        torch.tensor([a for a, _ in pos]),
+        torch.tensor([p for _, p in pos]),
+        torch.tensor([a for a, _ in neg]),
+        torch.tensor([n for _, n in neg]),
+    )
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, labels, idx), emb)
+    want, (g_want,) = value_and_grad(lambda e: naive_mean(e, labels, triplets, tree, 0.1), emb)
+    assert_close(got, want)
+    assert_close(g_got, g_want)
+
+
+# ================================================================ reducers
+@pytest.mark.parametrize("reducer", ["sum", "avg_non_zero"])
+@pytest.mark.parametrize("kind", ["sq", "cos"])
+def test_reducers(tree, reducer, kind):
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=16)
+    red = SumReducer() if reducer == "sum" else AvgNonZeroReducer()
+    loss_fn = make_loss(kind, tree=tree, reducer=red)
+    triplets = naive_triplets(labels)
+
+    def ref(e):
+        per = naive_per_triplet(e, labels, triplets, tree, 0.1, kind)
+        if reducer == "sum":
+            return per.sum()
+        return per[per > 0].mean()
+
+    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, labels), emb)
+    want, (g_want,) = value_and_grad(ref, emb)
+    assert_close(got, want)
+    assert_close(g_got, g_want)
+
+
+# ========================================================= degenerate cases
+@pytest.mark.parametrize("labels", [[11] * 6, [3, 11, 20, 42, 57, 64]])
+@pytest.mark.parametrize("reducer", [None, "sum"])
+def test_no_valid_triplet(tree, labels, reducer):
+    labels = torch.tensor(labels)
+    emb = sample(labels, seed=17).requires_grad_(True)
+    kwargs = {} if reducer is None else {"reducer": SumReducer()}
+    loss = losses.HierarchicalTripletLoss(tree=tree, **kwargs)(emb, labels)
+    assert loss.item() == 0
+    assert loss.requires_grad
+    (g,) = torch.autograd.grad(loss, emb)
+    assert torch.equal(g, torch.zeros_like(emb))
+
+
+@pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
+def test_duplicate_embeddings_finite_gradients(tree, kind):
+    labels = torch.tensor([3, 3, 3, 11, 11, 20, 20, 57])
+    emb = sample(labels, seed=18)
+    emb[1] = emb[0]  # identical positives
+    emb[2] = emb[0]
+    emb[6] = emb[5]
+    emb[3] = emb[7]  # identical rows in different classes
+    loss_fn = make_loss(kind, tree=tree)
+    x = emb.clone().requires_grad_(True)
+    loss = loss_fn(x, labels)
+    (g,) = torch.autograd.grad(loss, x)
+    assert torch.isfinite(loss) and torch.isfinite(g).all()
+    want = naive_mean(emb, labels, naive_triplets(labels), tree, 0.1, kind)
+    assert_close(loss.detach(), want)
+    if kind != "plain":  # the naive sqrt has no gradient at 0
+        _, (g_want,) = value_and_grad(
+            lambda e: naive_mean(e, labels, naive_triplets(labels), tree, 0.1, kind), emb
+        )
+        assert_close(g, g_want)
+
+
+# ============================================================= drop-in mode
+def drop_in_batches(n, seed=20, classes=(3, 11, 20, 57)):
+    out = []
+    for i in range(n):
+        g = torch.Generator().manual_seed(seed + i)
+        labels = torch.tensor(classes).repeat(3)[torch.randperm(3 * len(classes), generator=g)]
+        out.append((sample(labels, noise=0.6, seed=seed + 100 + i), labels))
+    return out
+
+
+def test_drop_in_mode():
+    batches = drop_in_batches(5)
+    loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=3)
+    assert loss_fn.tree is None
+    for emb, labels in batches[:2]:  # alpha = beta everywhere before any tree
+        got = loss_fn(emb, labels)
+        want = naive_mean(emb, labels, naive_triplets(labels), None, 0.1)
+        assert_close(got, want)
+    assert loss_fn.tree is None
+
+    loss_fn.eval()  # evaluation calls do not count
+    for emb, labels in batches[3:5] * 2:
+        got = loss_fn(emb, labels)
+        assert_close(got, naive_mean(emb, labels, naive_triplets(labels), None, 0.1))
+    assert loss_fn.tree is None
+    loss_fn.train()
+
+    emb, labels = batches[2]
+    got = loss_fn(emb, labels)  # third training call: still alpha = beta ...
+    assert_close(got, naive_mean(emb, labels, naive_triplets(labels), None, 0.1))
+    assert loss_fn.tree is not None  # ... and then a tree is built
+
+    # the tree is the one of the three training batches' (normalised) statistics
+    ref_tree = HierarchicalClassTree.from_embeddings(
+        torch.cat([b[0] for b in batches[:3]]), torch.cat([b[1] for b in batches[:3]])
+    )
+    emb, labels = batches[3]
+    loss_fn.eval()
+    got = loss_fn(emb, labels)
+    triplets = naive_triplets(labels)
+    assert_close(got, naive_mean(emb, labels, triplets, ref_tree, 0.1))
+    assert abs(got.item() - naive_mean(emb, labels, triplets, None, 0.1).item()) > 1e-4
+
+
+def test_drop_in_unknown_class_gets_beta():
+    batches = drop_in_batches(2, classes=(3, 11, 20))
+    loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=2, beta=0.2)
+    for emb, labels in batches:
+        loss_fn(emb, labels)
+    assert loss_fn.tree is not None
+    known = {3, 11, 20}
+    ref_tree = HierarchicalClassTree.from_embeddings(
+        torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    )
+    labels = torch.tensor([3, 3, 11, 11, 57, 57, 20, 64])  # 57 and 64 are new
+    emb = sample(labels, seed=30)
+    loss_fn.eval()
+    got = loss_fn(emb, labels)
+    triplets = naive_triplets(labels)
+    want = naive_mean(emb, labels, triplets, ref_tree, 0.2, known=known)
+    assert_close(got, want)
+
+
+def test_update_tree_turns_drop_in_off(tree):
+    batches = drop_in_batches(6)
+    loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=2)
+    loss_fn(*batches[0])
+    loss_fn.update_tree(tree)
+    for emb, labels in batches[1:]:
+        got = loss_fn(emb, labels)
+        assert loss_fn.tree is tree
+        assert_close(got, naive_mean(emb, labels, naive_triplets(labels), tree, 0.1))
+
+
+# =================================================================== state
+def round_trip(module):
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_state_dict_round_trip_with_tree(tree):
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=31)
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    state = round_trip(loss_fn)
+    fresh = losses.HierarchicalTripletLoss()
+    fresh.load_state_dict(state)
+    assert fresh.tree is not None
+    assert_close(fresh(emb, labels), loss_fn(emb, labels), rtol=0, atol=0)
+    assert_close(fresh(emb, labels), naive_mean(emb, labels, naive_triplets(labels), tree, 0.1))
+    # a loaded tree is not replaced by drop-in updates
+    for emb_b, labels_b in drop_in_batches(3):
+        fresh(emb_b, labels_b)
+    assert_close(fresh(emb, labels), loss_fn(emb, labels), rtol=0, atol=0)
+
+
+def test_state_dict_round_trip_drop_in_partial_statistics():
+    batches = drop_in_batches(8)
+    loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=3)
+    for emb, labels in batches[:4]:  # tree from batches 0-2, statistics of batch 3
+        loss_fn(emb, labels)
+    assert loss_fn.tree is not None
+    state = round_trip(loss_fn)
+    fresh_default = losses.HierarchicalTripletLoss()
+    fresh_default.load_state_dict(state)
+    fresh = losses.HierarchicalTripletLoss(tree_update_interval=3)
+    fresh.load_state_dict(state)
+
+    emb, labels = batches[7]
+    for m in (loss_fn, fresh_default, fresh):
+        m.eval()
+    want = loss_fn(emb, labels)
+    assert_close(fresh_default(emb, labels), want, rtol=0, atol=0)
+    assert_close(fresh(emb, labels), want, rtol=0, atol=0)
+
+    # both continue identically: the next tree is built from batches 3-5
+    for m in (loss_fn, fresh):
+        m.train()
+        for b in batches[4:6]:
+            m(*b)
+        m.eval()
+    ref_tree = HierarchicalClassTree.from_embeddings(
+        torch.cat([b[0] for b in batches[3:6]]), torch.cat([b[1] for b in batches[3:6]])
+    )
+    want = naive_mean(emb, labels, naive_triplets(labels), ref_tree, 0.1)
+    assert_close(loss_fn(emb, labels), want)
+    assert_close(fresh(emb, labels), want)
+
+
+# ========================================================= CrossBatchMemory
+class PermissiveCrossBatchMemory(pml_losses.CrossBatchMemory):
+    """PML's CrossBatchMemory without its whitelist of supported loss names,
+    to check the numbers even while the whitelist rejects the loss."""
+
+    @classmethod
+    def check_loss_support(cls, loss_name):
+        pass
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        pytest.param(lambda: losses.CrossBatchMemory, id="pml_htl.losses"),
+        pytest.param(lambda: PermissiveCrossBatchMemory, id="no_whitelist"),
+    ],
+)
+def test_cross_batch_memory(tree, wrapper):
+    memory_size, B = 24, 8
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    cbm = wrapper()(loss_fn, embedding_size=D, memory_size=memory_size)
+    mem_emb = torch.zeros(memory_size, D, dtype=torch.float64)
+    mem_lab = torch.zeros(memory_size, dtype=torch.long)
+    queue, filled = 0, False
+    for step in range(5):  # the queue wraps around at step 3
+        g = torch.Generator().manual_seed(40 + step)
+        classes = torch.tensor(CLASSES)[torch.randperm(len(CLASSES), generator=g)[:4]]
+        labels = classes.repeat(2)
+        emb = sample(labels, seed=50 + step)
+        got, (g_got,) = value_and_grad(lambda e: cbm(e, labels), emb)
+        assert torch.isfinite(got) and torch.isfinite(g_got).all()
+
+        # reference: the memory holds the last <= 24 samples, the current
+        # batch included; a sample is never its own positive
+        slots = [(queue + i) % memory_size for i in range(B)]
+        mem_emb[slots] = emb
+        mem_lab[slots] = labels
+        queue = (queue + B) % memory_size
+        filled = filled or queue == 0
+        size = memory_size if filled else queue
+        E, Lm = mem_emb[:size].clone(), mem_lab[:size].clone()
+        triplets = [
+            (a, p, n)
+            for a in range(B)
+            for p in range(size)
+            if Lm[p] == labels[a] and p != slots[a]
+            for n in range(size)
+            if Lm[n] != labels[a]
+        ]
+        want, (g_want,) = value_and_grad(
+            lambda e: naive_mean(e, labels, triplets, tree, 0.1, "sq", E, Lm), emb
+        )
+        assert_close(got, want)
+        assert_close(g_got, g_want)
+
+
+def test_pml_cross_batch_memory_keeps_its_whitelist():
+    """PML's own class checks a fixed list of names; pml_htl does not patch
+    PML, so users take CrossBatchMemory from pml_htl.losses (documented)."""
+    with pytest.raises(Exception, match="not supported for HierarchicalTripletLoss"):
+        pml_losses.CrossBatchMemory(losses.HierarchicalTripletLoss(), embedding_size=D)
+
+
+# =============================================================== bad input
+@pytest.fixture
+def batch():
+    labels = torch.tensor([3, 3, 11, 11])
+    return sample(labels, seed=60), labels
+
+
+def test_bad_labels_none(tree, batch):
+    emb, _ = batch
+    with pytest.raises(ValueError, match="labels"):
+        losses.HierarchicalTripletLoss(tree=tree)(emb)
+
+
+def test_bad_labels_dtype_shape_length(tree, batch):
+    emb, labels = batch
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    with pytest.raises(TypeError, match="labels"):
+        loss_fn(emb, labels.double())
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(emb, labels[:, None])
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(emb, labels[:3])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_bad_non_finite_embeddings(tree, batch, bad):
+    emb, labels = batch
+    emb = emb.clone()
+    emb[1, 2] = bad
+    with pytest.raises(ValueError, match="embeddings"):
+        losses.HierarchicalTripletLoss(tree=tree)(emb, labels)
+    with pytest.raises(ValueError, match="ref_emb"):
+        losses.HierarchicalTripletLoss(tree=tree)(
+            batch[0], labels, ref_emb=emb, ref_labels=labels.clone()
+        )
+
+
+def test_bad_ref_emb_without_ref_labels(tree, batch):
+    emb, labels = batch
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    with pytest.raises(ValueError, match="ref_labels"):
+        loss_fn(emb, labels, ref_emb=emb.clone())
+    with pytest.raises(ValueError, match="ref_emb"):
+        loss_fn(emb, labels, ref_labels=labels.clone())
+    with pytest.raises(ValueError, match="ref_labels"):
+        loss_fn(emb, labels, ref_emb=emb.clone(), ref_labels=labels[:3].clone())
+
+
+@pytest.mark.parametrize("beta", [float("nan"), float("inf"), -float("inf")])
+def test_bad_beta(beta):
+    with pytest.raises(ValueError, match="beta"):
+        losses.HierarchicalTripletLoss(beta=beta)
+
+
+@pytest.mark.parametrize("distance", [SNRDistance(), LpDistance(p=1), LpDistance(p=2, power=3)])
+def test_bad_distance(distance):
+    with pytest.raises(TypeError, match="distance"):
+        losses.HierarchicalTripletLoss(distance=distance)
+
+
+def test_bad_unknown_label_with_tree(tree, batch):
+    emb, _ = batch
+    labels = torch.tensor([3, 3, 11, 999])
+    with pytest.raises(ValueError, match="labels"):
+        losses.HierarchicalTripletLoss(tree=tree)(emb, labels)
+    with pytest.raises(ValueError, match="labels"):
+        losses.HierarchicalTripletLoss(tree=tree)(
+            emb, torch.tensor([3, 3, 11, 11]), ref_emb=emb, ref_labels=labels
+        )

@@ -1,0 +1,582 @@
+"""ClassStatistics and HierarchicalClassTree against brute-force references.
+
+Every reference here is computed in the test from HTL_SPEC sections 1 and 2
+(loops over samples or sample pairs, scipy's linkage, a naive agglomerative
+loop); the code under test is only called, never used as its own reference.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from scipy.cluster.hierarchy import cophenet
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.spatial.distance import squareform
+
+from pml_htl import ClassStatistics, HierarchicalClassTree
+
+ODD_LABELS = [7, 10, -3, 1000]
+
+
+# --------------------------------------------------------------------- data
+def hierarchical_data(sizes, labels=None, D=6, seed=0, noises=None, twins=()):
+    """Samples of len(sizes) classes grouped under 3 "super classes".
+
+    ``twins``: pairs of class positions that share the same centre (so they
+    merge very low in the tree). Returns float64 (N, D) embeddings (not
+    normalised) and (N,) int64 labels, samples of one class contiguous.
+    """
+    torch.manual_seed(seed)
+    C = len(sizes)
+    labels = list(range(C)) if labels is None else list(labels)
+    supers = 1.5 * torch.randn(3, D, dtype=torch.float64)
+    centres = supers[torch.arange(C) % 3] + 0.6 * torch.randn(C, D, dtype=torch.float64)
+    for i, j in twins:
+        centres[j] = centres[i]
+    if noises is None:
+        noises = (0.15 + 0.5 * torch.rand(C, dtype=torch.float64)).tolist()
+    xs, ys = [], []
+    for c, n in enumerate(sizes):
+        xs.append(centres[c] + noises[c] * torch.randn(n, D, dtype=torch.float64))
+        ys += [labels[c]] * n
+    return torch.cat(xs), torch.tensor(ys, dtype=torch.long)
+
+
+def unit_rows(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.sqrt((x**2).sum(1, keepdims=True))
+
+
+# ------------------------------------------------------ brute-force references
+def bf_sum_sq(a, b, skip_same_index=False):
+    """(sum over pairs of ||a_i - b_j||^2, number of pairs), by a double loop."""
+    total, count = 0.0, 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            if skip_same_index and i == j:
+                continue
+            diff = a[i] - b[j]
+            total += float(np.dot(diff, diff))
+            count += 1
+    return total, count
+
+
+def bf_stats(x, y):
+    """{label: (n, S, Q)} by looping over samples."""
+    out = {}
+    for xi, yi in zip(np.asarray(x, dtype=np.float64), np.asarray(y).tolist()):
+        n, S, Q = out.get(yi, (0, np.zeros(len(xi)), 0.0))
+        out[yi] = (n + 1, S + xi, Q + float(np.dot(xi, xi)))
+    return out
+
+
+class RefTree:
+    """s_c, d(p, q), d0 and d_l of spec sections 1-2 from raw samples."""
+
+    def __init__(self, x, y, num_levels, normalize=True):
+        x = unit_rows(x) if normalize else np.asarray(x, dtype=np.float64)
+        y = np.asarray(y)
+        self.classes = sorted(set(y.tolist()))
+        self.samples = [x[y == c] for c in self.classes]
+        self.sizes = np.array([len(s) for s in self.samples])
+        C = len(self.classes)
+        spreads = np.full(C, np.nan)
+        for c, s in enumerate(self.samples):
+            if len(s) >= 2:
+                total, count = bf_sum_sq(s, s, skip_same_index=True)
+                assert count == len(s) ** 2 - len(s)
+                spreads[c] = total / count
+        multi = self.sizes >= 2
+        self.d0 = float(spreads[multi].mean())
+        spreads[~multi] = self.d0
+        self.spreads = spreads
+        self.L = num_levels
+        self.thresholds = np.array(
+            [lv * (4 - self.d0) / num_levels + self.d0 for lv in range(num_levels + 1)]
+        )
+        dist = np.zeros((C, C))
+        for p in range(C):
+            for q in range(C):
+                if p != q:
+                    total, count = bf_sum_sq(self.samples[p], self.samples[q])
+                    dist[p, q] = total / count
+        self.dist = dist
+
+    def level(self, height):
+        """H = min{l : height < d_l}, else L."""
+        for lv, t in enumerate(self.thresholds):
+            if height < t:
+                return lv
+        return self.L
+
+    def levels_from_heights(self, heights):
+        C = len(self.classes)
+        H = np.zeros((C, C), dtype=np.int64)
+        for p in range(C):
+            for q in range(C):
+                if p != q:
+                    H[p, q] = self.level(heights[p, q])
+        return H
+
+    def scipy_levels(self, method):
+        Z = scipy_linkage(squareform(self.dist, checks=False), method=method)
+        coph = squareform(cophenet(Z))
+        return self.levels_from_heights(coph), coph
+
+    def naive_average_heights(self):
+        """Greedy agglomeration: merge the two groups with the smallest average
+        squared distance over all cross SAMPLE pairs, recomputed from the raw
+        samples at every step; returns the merge height of every class pair."""
+        C = len(self.classes)
+        groups = [[c] for c in range(C)]
+        heights = np.zeros((C, C))
+        while len(groups) > 1:
+            best = None
+            for i in range(len(groups)):
+                for j in range(i + 1, len(groups)):
+                    A = np.concatenate([self.samples[c] for c in groups[i]])
+                    B = np.concatenate([self.samples[c] for c in groups[j]])
+                    d = float(((A[:, None, :] - B[None, :, :]) ** 2).sum(-1).mean())
+                    if best is None or d < best[0]:
+                        best = (d, i, j)
+            d, i, j = best
+            for p in groups[i]:
+                for q in groups[j]:
+                    heights[p, q] = heights[q, p] = d
+            groups[i] = groups[i] + groups[j]
+            del groups[j]
+        return heights
+
+
+def label_grid(tree_labels):
+    lab = torch.tensor(tree_labels, dtype=torch.long)
+    return lab[:, None], lab[None, :]
+
+
+def off_diagonal(m):
+    m = np.asarray(m)
+    return m[~np.eye(m.shape[0], dtype=bool)]
+
+
+# ============================================================ ClassStatistics
+@pytest.mark.parametrize("normalize", [True, False])
+def test_statistics_from_embeddings_odd_labels(normalize):
+    torch.manual_seed(1)
+    y = torch.tensor([1000, 7, -3, 10, 7, 7, -3, 1000, 10, -3, 7], dtype=torch.long)
+    x = torch.randn(len(y), 5, dtype=torch.float64)
+    stats = ClassStatistics.from_embeddings(x, y, normalize=normalize)
+    ref = bf_stats(unit_rows(x) if normalize else x.numpy(), y)
+    assert stats.labels.tolist() == sorted(ODD_LABELS)
+    assert stats.num_classes == 4 and stats.embedding_size == 5
+    for row, c in enumerate(sorted(ODD_LABELS)):
+        n, S, Q = ref[c]
+        assert stats.counts[row].item() == n
+        np.testing.assert_allclose(stats.sums[row].numpy(), S, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(stats.squared_norms[row].item(), Q, rtol=1e-12)
+    assert stats.sums.dtype == torch.float64
+    assert stats.squared_norms.dtype == torch.float64
+
+
+def test_statistics_float32_input_accumulates_in_float64():
+    torch.manual_seed(2)
+    y = torch.tensor([7, 10, -3, 1000, 7, 10], dtype=torch.int32)
+    x = torch.randn(6, 4, dtype=torch.float32)
+    stats = ClassStatistics.from_embeddings(x, y)
+    ref = bf_stats(unit_rows(x.double().numpy()), y.long())
+    assert stats.sums.dtype == torch.float64
+    for row, c in enumerate(sorted(ODD_LABELS)):
+        n, S, Q = ref[c]
+        assert stats.counts[row].item() == n
+        np.testing.assert_allclose(stats.sums[row].numpy(), S, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(stats.squared_norms[row].item(), Q, rtol=1e-12)
+
+
+def assert_stats_equal_bf(stats, x, y, normalize=True):
+    ref = bf_stats(unit_rows(x) if normalize else np.asarray(x), y)
+    assert stats.labels.tolist() == sorted(ref)
+    for row, c in enumerate(sorted(ref)):
+        n, S, Q = ref[c]
+        assert stats.counts[row].item() == n
+        np.testing.assert_allclose(stats.sums[row].numpy(), S, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(stats.squared_norms[row].item(), Q, rtol=1e-12)
+
+
+def test_statistics_update_and_add():
+    torch.manual_seed(3)
+    y1 = torch.tensor([7, 10, 7, 1000])
+    y2 = torch.tensor([-3, 7, 10, 10, 55])  # overlapping and new labels
+    y3 = torch.tensor([1000, -3])
+    x1, x2, x3 = (torch.randn(len(y), 4, dtype=torch.float64) for y in (y1, y2, y3))
+    x_all, y_all = torch.cat([x1, x2, x3]), torch.cat([y1, y2, y3])
+
+    a = ClassStatistics.from_embeddings(x1, y1)
+    returned = a.update(x2, y2)
+    assert returned is a
+    a.update(x3, y3)
+    assert_stats_equal_bf(a, x_all, y_all)
+
+    s1 = ClassStatistics.from_embeddings(x1, y1)
+    s2 = ClassStatistics.from_embeddings(x2, y2)
+    s3 = ClassStatistics.from_embeddings(x3, y3)
+    assert_stats_equal_bf(s1 + s2 + s3, x_all, y_all)
+    assert_stats_equal_bf(s3 + (s2 + s1), x_all, y_all)
+    # the operands are not modified by +
+    assert_stats_equal_bf(s1, x1, y1)
+
+    e = ClassStatistics.empty(4)
+    e.update(x1, y1)
+    e.update(x2, y2)
+    assert_stats_equal_bf(e, torch.cat([x1, x2]), torch.cat([y1, y2]))
+
+
+def test_statistics_as_tensor_round_trip_and_all_reduce():
+    torch.manual_seed(4)
+    labels = torch.tensor(ODD_LABELS)
+    shards = []
+    for shard in range(3):
+        # every shard holds every class (as after padding for an all-reduce)
+        y = labels[torch.randperm(4)].repeat(2)
+        shards.append((torch.randn(8, 5, dtype=torch.float64), y))
+    stats = [ClassStatistics.from_embeddings(x, y) for x, y in shards]
+    packed = [s.as_tensor() for s in stats]
+    assert packed[0].shape == (4, 5 + 2)
+    assert packed[0].dtype == torch.float64
+
+    back = ClassStatistics.from_tensor(stats[0].labels, packed[0])
+    for name in ("labels", "counts", "sums", "squared_norms"):
+        assert torch.equal(getattr(back, name), getattr(stats[0], name)), name
+
+    reduced = ClassStatistics.from_tensor(stats[0].labels, sum(packed))
+    x_all = torch.cat([x for x, _ in shards])
+    y_all = torch.cat([y for _, y in shards])
+    assert_stats_equal_bf(reduced, x_all, y_all)
+
+
+# ===================================================== tree: s_c, d, d0, d_l
+@pytest.mark.parametrize("num_levels", [1, 3, 16])
+def test_spread_distance_d0_thresholds_bruteforce(num_levels):
+    labels = [1000, 7, -3, 10, 42, 5]
+    sizes = [4, 1, 3, 5, 2, 1]  # two single-sample classes
+    x, y = hierarchical_data(sizes, labels=labels, seed=5)
+    perm = torch.randperm(len(y))  # labels in arbitrary order
+    x, y = x[perm], y[perm]
+    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=num_levels)
+    ref = RefTree(x.numpy(), y.numpy(), num_levels)
+
+    lab = torch.tensor(ref.classes)
+    np.testing.assert_allclose(tree.d0, ref.d0, rtol=1e-10)
+    np.testing.assert_allclose(tree.thresholds.numpy(), ref.thresholds, rtol=1e-10, atol=1e-12)
+    assert len(tree.thresholds) == num_levels + 1
+    np.testing.assert_allclose(tree.spread(lab).numpy(), ref.spreads, rtol=1e-9, atol=1e-12)
+    # the single-sample classes get s_c = d0
+    single = [c for c, n in zip(ref.classes, ref.sizes) if n == 1]
+    assert len(single) == 2
+    np.testing.assert_allclose(tree.spread(torch.tensor(single)).numpy(), [ref.d0] * 2, rtol=1e-10)
+    # d0 must not be the mean over all classes (singletons excluded)
+    assert abs(ref.d0 - np.mean(ref.spreads[ref.sizes >= 2].tolist() + [0, 0])) > 1e-6
+
+    a, b = label_grid(ref.classes)
+    got = tree.class_distance(a, b).numpy()
+    np.testing.assert_allclose(off_diagonal(got), off_diagonal(ref.dist), rtol=1e-9, atol=1e-12)
+    # lookups in an arbitrary order and with repeats
+    qa = torch.tensor([10, -3, 10, 1000])
+    qb = torch.tensor([5, 42, 7, -3])
+    idx = {c: i for i, c in enumerate(ref.classes)}
+    want = [ref.dist[idx[p], idx[q]] for p, q in zip(qa.tolist(), qb.tolist())]
+    np.testing.assert_allclose(tree.class_distance(qa, qb).numpy(), want, rtol=1e-9)
+    want_s = [ref.spreads[idx[p]] for p in qa.tolist()]
+    np.testing.assert_allclose(tree.spread(qa).numpy(), want_s, rtol=1e-9)
+
+
+def test_statistics_without_normalisation():
+    x, y = hierarchical_data([3, 4, 2], labels=[2, 9, 4], seed=6)
+    x = x / 3.0  # keep squared distances mostly small
+    stats = ClassStatistics.from_embeddings(x, y, normalize=False)
+    tree = HierarchicalClassTree(stats, num_levels=8)
+    ref = RefTree(x.numpy(), y.numpy(), 8, normalize=False)
+    lab = torch.tensor(ref.classes)
+    np.testing.assert_allclose(tree.spread(lab).numpy(), ref.spreads, rtol=1e-9)
+    a, b = label_grid(ref.classes)
+    np.testing.assert_allclose(
+        off_diagonal(tree.class_distance(a, b).numpy()), off_diagonal(ref.dist), rtol=1e-9
+    )
+
+
+# ============================================================ merge levels
+@pytest.mark.parametrize("method", ["average", "single", "complete"])
+@pytest.mark.parametrize("num_levels", [4, 16, 50])
+def test_merge_levels_equal_sizes_vs_scipy(method, num_levels):
+    labels = [31, -2, 8, 100, 15, 4, 77, 0, 9]
+    x, y = hierarchical_data([3] * len(labels), labels=labels, seed=7)
+    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=num_levels, linkage=method)
+    ref = RefTree(x.numpy(), y.numpy(), num_levels)
+    H, _ = ref.scipy_levels(method)
+    if num_levels >= 16:
+        assert len(set(off_diagonal(H).tolist())) >= 3  # the data spans several levels
+    a, b = label_grid(ref.classes)
+    got = tree.merge_level(a, b).numpy()
+    np.testing.assert_array_equal(off_diagonal(got), off_diagonal(H))
+    want_dH = ref.thresholds[H]
+    np.testing.assert_allclose(
+        off_diagonal(tree.merge_distance(a, b).numpy()), off_diagonal(want_dH), rtol=1e-10
+    )
+
+
+def test_merge_level_zero_and_level_start():
+    # classes 0/1 and 3/4 share a centre and are tight: they merge below d0
+    noises = [0.05, 0.05, 0.5, 0.05, 0.05, 0.6, 0.4, 0.5]
+    labels = [12, 3, 50, -7, 8, 21, 33, 90]
+    x, y = hierarchical_data([3] * 8, labels=labels, seed=8, noises=noises, twins=[(0, 1), (3, 4)])
+    ref = RefTree(x.numpy(), y.numpy(), 16)
+    H, _ = ref.scipy_levels("average")
+    assert (off_diagonal(H) == 0).any()  # the data does have level-0 merges
+    a, b = label_grid(ref.classes)
+    t0 = HierarchicalClassTree.from_embeddings(x, y, num_levels=16, level_start=0)
+    t1 = HierarchicalClassTree.from_embeddings(x, y, num_levels=16, level_start=1)
+    np.testing.assert_array_equal(off_diagonal(t0.merge_level(a, b).numpy()), off_diagonal(H))
+    np.testing.assert_array_equal(
+        off_diagonal(t1.merge_level(a, b).numpy()), off_diagonal(np.maximum(H, 1))
+    )
+    np.testing.assert_allclose(
+        off_diagonal(t1.merge_distance(a, b).numpy()),
+        off_diagonal(ref.thresholds[np.maximum(H, 1)]),
+        rtol=1e-10,
+    )
+
+
+@pytest.mark.parametrize("num_levels", [16, 64])
+@pytest.mark.parametrize("seed", [9, 10])
+def test_merge_levels_unequal_sizes_vs_naive_agglomeration(num_levels, seed):
+    sizes = [1, 2, 8, 3, 6, 2, 5, 1, 4]
+    labels = [5, 17, -1, 40, 2, 99, 11, 7, 23]
+    x, y = hierarchical_data(sizes, labels=labels, seed=seed)
+    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=num_levels)
+    ref = RefTree(x.numpy(), y.numpy(), num_levels)
+    heights = ref.naive_average_heights()
+    H = ref.levels_from_heights(heights)
+    a, b = label_grid(ref.classes)
+    np.testing.assert_array_equal(off_diagonal(tree.merge_level(a, b).numpy()), off_diagonal(H))
+    np.testing.assert_allclose(
+        off_diagonal(tree.merge_distance(a, b).numpy()),
+        off_diagonal(ref.thresholds[H]),
+        rtol=1e-10,
+    )
+
+
+def test_unequal_sizes_data_is_discriminative():
+    """Sanity check of the test data above: the sample-weighted merge heights
+    differ from class-unweighted average linkage (scipy on class distances)."""
+    sizes = [1, 2, 8, 3, 6, 2, 5, 1, 4]
+    x, y = hierarchical_data(sizes, seed=9)
+    ref = RefTree(x.numpy(), y.numpy(), 64)
+    weighted = ref.naive_average_heights()
+    _, unweighted = ref.scipy_levels("average")
+    assert np.abs(weighted - unweighted).max() > 1e-3
+
+
+def test_margin_matches_spec():
+    sizes = [3, 4, 1, 5, 2, 3]
+    labels = [4, 8, 15, 16, 23, 42]
+    x, y = hierarchical_data(sizes, labels=labels, seed=11)
+    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=16)
+    ref = RefTree(x.numpy(), y.numpy(), 16)
+    H = ref.levels_from_heights(ref.naive_average_heights())
+    a, b = label_grid(ref.classes)
+    for beta in (0.1, 0.5, -0.2):
+        want = beta + ref.thresholds[H] - ref.spreads[:, None]
+        got = tree.margin(a, b, beta=beta).numpy()
+        np.testing.assert_allclose(off_diagonal(got), off_diagonal(want), rtol=1e-9, atol=1e-12)
+
+
+# ======================================================== nearest classes
+def bf_nearest(ref, query, k, candidates=None):
+    idx = {c: i for i, c in enumerate(ref.classes)}
+    cands = ref.classes if candidates is None else candidates
+    out = []
+    for p in query:
+        others = [q for q in cands if q != p]
+        others.sort(key=lambda q: ref.dist[idx[p], idx[q]])
+        out.append(others[:k])
+    return out
+
+
+def test_nearest_classes_bruteforce():
+    sizes = [2, 3, 1, 4, 2, 3, 2, 5]
+    labels = [70, 3, -9, 14, 500, 8, 21, 1]
+    x, y = hierarchical_data(sizes, labels=labels, seed=12)
+    tree = HierarchicalClassTree.from_embeddings(x, y, num_neighbors=2)
+    ref = RefTree(x.numpy(), y.numpy(), 16)
+    query = [14, 70, -9, 1, 14, 500]
+    q = torch.tensor(query)
+    for k in (1, 2, 4, 7):  # 4 and 7 exceed the cached num_neighbors=2
+        got = tree.nearest_classes(q, k)
+        assert got.shape == (len(query), k)
+        assert got.tolist() == bf_nearest(ref, query, k), k
+
+    candidates = [3, 14, 21, 8, 70]
+    got = tree.nearest_classes(q, 3, candidates=torch.tensor(candidates))
+    assert got.tolist() == bf_nearest(ref, query, 3, candidates)
+    got = tree.nearest_classes(q, 1, candidates=torch.tensor(candidates))
+    assert got.tolist() == bf_nearest(ref, query, 1, candidates)
+
+
+def test_nearest_classes_all_candidates_when_query_not_among_them():
+    sizes = [2, 3, 1, 4, 2, 3]
+    labels = [70, 3, -9, 14, 500, 8]
+    x, y = hierarchical_data(sizes, labels=labels, seed=13)
+    tree = HierarchicalClassTree.from_embeddings(x, y)
+    ref = RefTree(x.numpy(), y.numpy(), 16)
+    candidates = [3, 14, 8]
+    query = [70, -9, 500]  # none of them is a candidate: all 3 are neighbours
+    got = tree.nearest_classes(torch.tensor(query), 3, candidates=torch.tensor(candidates))
+    assert got.tolist() == bf_nearest(ref, query, 3, candidates)
+
+
+# ================================================================= state
+def test_state_dict_round_trip_weights_only():
+    sizes = [3, 4, 1, 5, 2, 3, 2]
+    labels = [4, 8, 15, 16, 23, 42, -1]
+    x, y = hierarchical_data(sizes, labels=labels, seed=14)
+    for linkage, level_start in (("average", 0), ("complete", 1)):
+        tree = HierarchicalClassTree.from_embeddings(
+            x, y, num_levels=12, linkage=linkage, level_start=level_start
+        )
+        buf = io.BytesIO()
+        torch.save(tree.state_dict(), buf)
+        buf.seek(0)
+        state = torch.load(buf, weights_only=True)
+        loaded = HierarchicalClassTree.from_state_dict(state)
+        a, b = label_grid(sorted(labels))
+        assert torch.equal(loaded.margin(a, b, beta=0.1), tree.margin(a, b, beta=0.1))
+        assert torch.equal(loaded.merge_level(a, b), tree.merge_level(a, b))
+        assert torch.equal(loaded.class_distance(a, b), tree.class_distance(a, b))
+        assert torch.equal(loaded.spread(a[:, 0]), tree.spread(a[:, 0]))
+        assert loaded.d0 == tree.d0
+        assert loaded.linkage == linkage and loaded.level_start == level_start
+        assert loaded.num_levels == 12
+        q = torch.tensor(labels)
+        assert torch.equal(loaded.nearest_classes(q, 3), tree.nearest_classes(q, 3))
+
+        # load into an existing, different tree
+        other = HierarchicalClassTree.from_embeddings(x[:10] * 2, y[:10], num_levels=3)
+        other.load_state_dict(state)
+        assert torch.equal(other.margin(a, b, beta=0.3), tree.margin(a, b, beta=0.3))
+
+        # margins still agree with the spec after the round trip
+        ref = RefTree(x.numpy(), y.numpy(), 12)
+        if linkage == "average":
+            H = ref.levels_from_heights(ref.naive_average_heights())
+        else:
+            H, _ = ref.scipy_levels(linkage)  # complete: only class distances matter
+            # complete linkage on class distances is independent of class sizes
+        H = np.maximum(H, level_start)
+        want = 0.1 + ref.thresholds[H] - ref.spreads[:, None]
+        np.testing.assert_allclose(
+            off_diagonal(loaded.margin(a, b, beta=0.1).numpy()), off_diagonal(want), rtol=1e-9
+        )
+
+
+def test_to_cpu():
+    x, y = hierarchical_data([3, 3, 2], labels=[1, 5, 9], seed=15)
+    tree = HierarchicalClassTree.from_embeddings(x, y)
+    a, b = label_grid([1, 5, 9])
+    for dev in ("cpu", torch.device("cpu")):
+        moved = tree.to(dev)
+        assert moved.device.type == "cpu"
+        assert torch.equal(moved.margin(a, b), tree.margin(a, b))
+
+
+# ============================================================== bad input
+def good_stats():
+    x, y = hierarchical_data([3, 3, 2], labels=[1, 5, 9], seed=16)
+    return ClassStatistics.from_embeddings(x, y), x, y
+
+
+def test_bad_fewer_than_two_classes():
+    x = torch.randn(5, 4, dtype=torch.float64)
+    y = torch.full((5,), 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="2 classes"):
+        HierarchicalClassTree(ClassStatistics.from_embeddings(x, y))
+
+
+def test_bad_no_class_with_two_samples():
+    x = torch.randn(4, 4, dtype=torch.float64)
+    y = torch.tensor([1, 2, 3, 4])
+    with pytest.raises(ValueError, match="2 or more samples"):
+        HierarchicalClassTree(ClassStatistics.from_embeddings(x, y))
+
+
+@pytest.mark.parametrize(
+    "value,exc", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (2.5, TypeError)]
+)
+def test_bad_num_levels(value, exc):
+    stats, x, y = good_stats()
+    with pytest.raises(exc, match="num_levels"):
+        HierarchicalClassTree(stats, num_levels=value)
+    with pytest.raises(exc, match="num_levels"):
+        HierarchicalClassTree.from_embeddings(x, y, num_levels=value)
+
+
+@pytest.mark.parametrize("linkage", ["ward", "Average", "", None])
+def test_bad_linkage(linkage):
+    stats, _, _ = good_stats()
+    with pytest.raises(ValueError, match="linkage"):
+        HierarchicalClassTree(stats, linkage=linkage)
+
+
+def test_bad_statistics_type():
+    with pytest.raises(TypeError, match="statistics"):
+        HierarchicalClassTree(torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_bad_non_finite_embeddings(bad):
+    x = torch.randn(6, 4, dtype=torch.float64)
+    x[2, 1] = bad
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="embeddings"):
+        ClassStatistics.from_embeddings(x, y)
+    with pytest.raises(ValueError, match="embeddings"):
+        HierarchicalClassTree.from_embeddings(x, y)
+    stats = ClassStatistics.from_embeddings(x[:2], y[:2])
+    before = stats.as_tensor().clone()
+    with pytest.raises(ValueError, match="embeddings"):
+        stats.update(x, y)
+    assert torch.equal(stats.as_tensor(), before)  # nothing changed
+
+
+def test_bad_empty_embeddings():
+    with pytest.raises(ValueError, match="embeddings"):
+        ClassStatistics.from_embeddings(
+            torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+        )
+
+
+def test_bad_labels_shape_dtype_length():
+    x = torch.randn(6, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="labels"):
+        ClassStatistics.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2, 2])[:, None])
+    with pytest.raises(TypeError, match="labels"):
+        ClassStatistics.from_embeddings(x, torch.tensor([0.0, 0, 1, 1, 2, 2]))
+    with pytest.raises(ValueError, match="labels"):
+        ClassStatistics.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2]))
+    with pytest.raises(ValueError, match="labels"):
+        HierarchicalClassTree.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2, 2, 2]))
+
+
+def test_bad_unknown_label_lookups():
+    stats, _, _ = good_stats()
+    tree = HierarchicalClassTree(stats)
+    with pytest.raises(ValueError, match="labels"):
+        tree.spread(torch.tensor([1, 4]))
+    with pytest.raises(ValueError, match="labels"):
+        tree.margin(torch.tensor([1]), torch.tensor([10]))
+    with pytest.raises(ValueError, match="labels"):
+        tree.margin(torch.tensor([1000]), torch.tensor([5]))
+    with pytest.raises(ValueError, match="labels"):
+        tree.merge_distance(torch.tensor([1]), torch.tensor([-5]))
+    with pytest.raises(ValueError, match="labels"):
+        tree.class_distance(torch.tensor([0]), torch.tensor([5]))
+    with pytest.raises(TypeError, match="labels"):
+        tree.spread(torch.tensor([1.0]))
