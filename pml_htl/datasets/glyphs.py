@@ -197,7 +197,6 @@ BASELINE_FRACTION = 0.73
 #: the output size, then averaged down.
 SUPERSAMPLE = 2
 
-_INK = 0.5  # threshold of the binary ink masks
 _MISSING_CODEPOINT = 0x10FFFD  # in no font's cmap: renders the missing glyph
 
 
@@ -300,7 +299,7 @@ def _render(pil_font, text: str, canvas: int) -> Optional[np.ndarray]:
         return np.ascontiguousarray(a[top : top + canvas, x0 : x0 + canvas])
     f = min((canvas - 2) / w, (canvas - 2) / h, 1.0)
     nw, nh = max(1, int(round(w * f))), max(1, int(round(h * f)))
-    crop = Image.fromarray(np.ascontiguousarray(a[r0:r1, c0:c1]), mode="F")
+    crop = Image.fromarray(np.ascontiguousarray(a[r0:r1, c0:c1]))
     crop = np.asarray(crop.resize((nw, nh), Image.BILINEAR), dtype=np.float32)
     out = np.zeros((canvas, canvas), np.float32)
     cy = (r0 + r1) / 2 - top
@@ -315,18 +314,58 @@ def _downsample(a: np.ndarray, f: int = SUPERSAMPLE) -> np.ndarray:
     return a.reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float32)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+def glyph_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two glyph images, the grey levels read as fuzzy ink:
+    sum(min(a, b)) / sum(max(a, b)) (for black-and-white images it is the
+    usual intersection over union). uint8 images are scaled to [0, 1].
+
+    Grey levels matter: binarising at 0.5 erases the hairlines of cmr10 at
+    32x32, and its H and Pi then look identical.
+    """
+    a, b = _as_unit(a), _as_unit(b)
+    union = np.maximum(a, b).sum(dtype=np.float64)
+    return float(np.minimum(a, b).sum(dtype=np.float64) / union) if union else 0.0
 
 
-def _pairwise_iou(masks: np.ndarray) -> np.ndarray:
-    """IoU between all rows of a (n, pixels) boolean array (exact)."""
-    m = masks.astype(np.float32)
-    inter = m @ m.T  # integer counts < 2**24: exact in float32
-    area = m.sum(axis=1)
-    union = area[:, None] + area[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+def _as_unit(x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    return np.asarray(x, dtype=np.float32)
+
+
+def similar_pairs(
+    images: np.ndarray, threshold: float = HOMOGLYPH_IOU, block: int = 1024
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs i < j of `images` (n, H, W) with :func:`glyph_iou` > threshold.
+
+    Exact and fast: with S = sum(a) + sum(b) and L1 = sum|a - b|, the IoU is
+    (S - L1) / (S + L1), so IoU > t means L1 < S (1 - t) / (1 + t); since
+    sum (a - b)^2 <= L1 for values in [0, 1], a Gram matrix picks the
+    candidates and their L1 is then computed exactly. Returns (i, j, iou).
+    """
+    x = _as_unit(images).reshape(len(images), -1)
+    sums = x.sum(axis=1, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    ratio = (1.0 - threshold) / (1.0 + threshold)
+    rows, cols = [], []
+    for b0 in range(0, len(x), block):
+        b1 = min(b0 + block, len(x))
+        d2 = sq[b0:b1, None] + sq[None, :] - 2.0 * (x[b0:b1] @ x.T)
+        bound = ratio * (sums[b0:b1, None] + sums[None, :]) + 1e-3
+        r, c = np.nonzero(d2 < bound)
+        keep = c > r + b0
+        rows.append(r[keep] + b0)
+        cols.append(c[keep])
+    i = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    j = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    total = sums[i] + sums[j]
+    l1 = np.zeros(len(i))
+    for c0 in range(0, len(i), 4096):
+        sl = slice(c0, c0 + 4096)
+        l1[sl] = np.abs(x[i[sl]] - x[j[sl]]).sum(axis=1, dtype=np.float64)
+    iou = np.where(total + l1 > 0, (total - l1) / np.maximum(total + l1, 1e-12), 0.0)
+    hit = iou > threshold
+    return i[hit].astype(np.int64), j[hit].astype(np.int64), iou[hit]
 
 
 # --------------------------------------------------------------------------
@@ -348,7 +387,7 @@ def _scan_fonts(verbose: bool = True) -> dict:
         cmap = _font_char_map(path)
         font = _pil_font(path, canvas)
         missing = _render(font, chr(_MISSING_CODEPOINT), canvas)
-        missing = None if missing is None else _downsample(missing) > _INK
+        missing = None if missing is None else _downsample(missing)
         for ci, (c, _) in enumerate(cands):
             if c not in cmap:
                 continue
@@ -357,11 +396,10 @@ def _scan_fonts(verbose: bool = True) -> dict:
                 bad.append((c, fi, "empty"))
                 continue
             small = _downsample(r)
-            ink = small > _INK
-            if ink.sum() < 3:
+            if small.sum() < 3:
                 bad.append((c, fi, "tiny"))
                 continue
-            if missing is not None and missing.any() and _iou(ink, missing) > 0.9:
+            if missing is not None and glyph_iou(small, missing) > 0.9:
                 bad.append((c, fi, "missing-glyph box"))
                 continue
             clean[ci, fi] = small
@@ -371,28 +409,43 @@ def _scan_fonts(verbose: bool = True) -> dict:
 
 def _select_classes(scan: dict) -> dict:
     """Apply the font-count rule and collapse look-alikes (see module doc)."""
-    cands, clean, good = scan["candidates"], scan["clean"], scan["good"].copy()
+    cands, good = scan["candidates"], scan["good"]
+    # The analysis runs on the uint8 images that are stored with the data.
+    clean = np.rint(scan["clean"] * 255.0).astype(np.uint8)
     enough = np.flatnonzero(good.sum(axis=1) >= MIN_FONTS)
-    masks = (clean[enough] > _INK).reshape(len(enough), clean.shape[1], -1)
     g = good[enough]
-    nf = g.shape[1]
+    n, nf = g.shape
+    # Priority: more fonts first (more varied instances), then script order,
+    # then code point. The representative of a look-alike group is the
+    # first of its members in this order: Latin A over Greek Alpha and
+    # Cyrillic A, Cyrillic и over the archaic Greek ͷ.
+    nfonts = g.sum(axis=1)
+    prio = sorted(
+        range(n),
+        key=lambda i: (-nfonts[i], cands[enough[i]][1], ord(cands[enough[i]][0])),
+    )
+    rank = np.empty(n, np.int64)
+    rank[prio] = np.arange(n)
 
-    # Class level: same-font IoU per font, fraction of shared fonts > 0.97.
-    same = np.zeros((len(enough), len(enough)), np.int32)
-    shared = np.zeros_like(same)
-    for f in range(nf):
-        on = np.flatnonzero(g[:, f])
-        iou = _pairwise_iou(masks[on, f])
-        same[np.ix_(on, on)] += iou > HOMOGLYPH_IOU
-        shared[np.ix_(on, on)] += 1
-    kept: List[int] = []  # indices into `enough`, priority order
-    homoglyphs = []  # (dropped char, representative char, fonts identical, shared)
-    for i in range(len(enough)):
-        rep = None
-        for j in kept:
-            if shared[i, j] and same[i, j] * 2 >= shared[i, j]:
-                rep = j
-                break
+    # Every clean rendering against every other one, all fonts.
+    rc, rf = np.nonzero(g)  # rendering -> (class row, font)
+    pi, pj, _ = similar_pairs(clean[enough[rc], rf])
+    pairs = [(a, b) for a, b in zip(pi, pj) if rc[a] != rc[b]]
+
+    # Class level: fonts in which both render and look identical.
+    shared = g.astype(np.int32) @ g.T.astype(np.int32)
+    same = np.zeros((n, n), np.int32)
+    for a, b in pairs:
+        if rf[a] == rf[b]:
+            same[rc[a], rc[b]] += 1
+            same[rc[b], rc[a]] += 1
+    kept: List[int] = []
+    homoglyphs = []  # (dropped, representative, fonts identical, fonts shared)
+    for i in prio:
+        rep = next(
+            (j for j in kept if shared[i, j] and 2 * same[i, j] >= shared[i, j]),
+            None,
+        )
         if rep is None:
             kept.append(i)
         else:
@@ -405,26 +458,26 @@ def _select_classes(scan: dict) -> dict:
                 )
             )
 
-    # Rendering level: every remaining rendering against every rendering of
-    # the earlier kept classes, same font or not.
-    kept = np.array(kept)
-    rc, rf = np.nonzero(g[kept])  # render -> (row in kept, font)
-    flat = masks[kept[rc], rf]
-    conflict = _pairwise_iou(flat) > HOMOGLYPH_IOU
-    conflict &= rc[:, None] != rc[None, :]
-    alive = np.ones(len(rc), bool)
-    pruned = []  # (char, font index, conflicting char)
-    for r in np.flatnonzero(conflict.any(axis=1)):  # rc is sorted: priority
-        earlier = np.flatnonzero(conflict[r] & alive & (rc < rc[r]))
-        if len(earlier):
-            alive[r] = False
-            other = cands[enough[kept[rc[earlier[0]]]]][0]
-            pruned.append((cands[enough[kept[rc[r]]]][0], int(rf[r]), other))
-    fonts = np.zeros((len(kept), nf), bool)
+    # Rendering level: a kept class loses each rendering that still looks
+    # identical to a rendering (any font) of a kept class of higher priority.
+    is_kept = np.zeros(n, bool)
+    is_kept[kept] = True
+    alive = is_kept[rc].copy()
+    pruned = []  # (character, font index, character it looks like)
+    by_priority = sorted(
+        (p for p in pairs if is_kept[rc[p[0]]] and is_kept[rc[p[1]]]),
+        key=lambda p: (max(rank[rc[p[0]]], rank[rc[p[1]]]), min(rank[rc[p[0]]], rank[rc[p[1]]])),
+    )
+    for a, b in by_priority:
+        lo, hi = (a, b) if rank[rc[a]] > rank[rc[b]] else (b, a)
+        if alive[lo] and alive[hi]:
+            alive[lo] = False
+            pruned.append((cands[enough[rc[lo]]][0], int(rf[lo]), cands[enough[rc[hi]]][0]))
+    fonts = np.zeros((n, nf), bool)
     fonts[rc[alive], rf[alive]] = True
-    final = np.flatnonzero(fonts.sum(axis=1) >= MIN_FONTS)
-    too_few = [cands[enough[kept[k]]][0] for k in range(len(kept)) if k not in final]
-    idx = enough[kept[final]]
+    final = [i for i in sorted(kept) if fonts[i].sum() >= MIN_FONTS]
+    too_few = [cands[enough[i]][0] for i in kept if fonts[i].sum() < MIN_FONTS]
+    idx = enough[final]
     return {
         "chars": [cands[i][0] for i in idx],
         "scripts": np.array([cands[i][1] for i in idx], np.int64),
@@ -585,7 +638,7 @@ def build_glyph_arrays(
         "class_codepoints": np.array([ord(c) for c in chars], np.int32),
         "class_scripts": inventory["scripts"][order],
         "class_fonts": fonts,
-        "clean_images": np.rint(inventory["clean"][order] * 255.0).astype(np.uint8),
+        "clean_images": inventory["clean"][order],
         "scripts": np.array(SCRIPTS),
         "font_names": np.array([os.path.splitext(f)[0] for f in FONT_FILES]),
         "homoglyphs": pairs(inventory["homoglyphs"]),
@@ -789,7 +842,7 @@ class GlyphDataset(torch.utils.data.Dataset):
         else:
             from PIL import Image
 
-            image = self.transform(Image.fromarray(self.images[index], mode="L"))
+            image = self.transform(Image.fromarray(self.images[index]))
         if self.target_transform is not None:
             label = self.target_transform(label)
         return image, label

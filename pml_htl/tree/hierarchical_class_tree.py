@@ -8,12 +8,23 @@ import torch
 
 from ..utils.validation import check_finite_number, check_labels, check_positive_int
 from .class_statistics import ClassStatistics
-from .linkage import LINKAGES, agglomerate, cut_levels
+from .linkage import (
+    LINKAGES,
+    DenseBackend,
+    StatisticsBackend,
+    agglomerate,
+    cut_levels,
+    dense_distances_fit,
+    matrix_dtype,
+)
 
 #: Largest squared distance between L2-normalised embeddings; d_L equals it.
 MAX_SQUARED_DISTANCE = 4.0
 
 _ROW_BLOCK = 1024
+#: Largest class-distance matrix kept in memory; beyond it average linkage
+#: runs from the statistics alone.
+DENSE_MAX_BYTES = 1 << 30
 
 
 class HierarchicalClassTree:
@@ -84,20 +95,38 @@ class HierarchicalClassTree:
         self.spreads = spread
         levels = torch.arange(self.num_levels + 1, dtype=torch.float64, device=counts.device)
         self.thresholds = levels * (MAX_SQUARED_DISTANCE - self.d0) / self.num_levels + self.d0
+        self._build_dendrogram(num_neighbors)
 
-        distances = self._class_distance_block(
-            torch.arange(self.num_classes, device=self.device), None
-        )
-        k = min(num_neighbors, self.num_classes - 1)
-        diag = torch.arange(self.num_classes, device=self.device)
-        distances[diag, diag] = float("inf")
-        self.neighbors = torch.topk(distances, k, dim=1, largest=False).indices
-        distances[diag, diag] = 0
-        merges = agglomerate(distances.cpu().numpy(), counts.cpu().numpy(), linkage)
-        del distances
-        self.merges = torch.from_numpy(merges).to(self.device)
-        assignments = cut_levels(merges, self.num_classes, self.thresholds.cpu().numpy())
-        self.level_assignments = torch.from_numpy(assignments).to(self.device)
+    def _build_dendrogram(self, num_neighbors: int) -> None:
+        C, device = self.num_classes, self.device
+        k = min(num_neighbors, C - 1)
+        dense = dense_distances_fit(C, DENSE_MAX_BYTES)
+        if not dense and self.linkage != "average":
+            raise ValueError(
+                f"{self.linkage!r} linkage needs a {C} x {C} distance matrix "
+                f"({C * C * 4 / 2**30:.1f} GiB); use linkage='average', which needs none"
+            )
+        dtype = matrix_dtype(C)
+        distances = torch.empty(C, C, dtype=dtype, device=device) if dense else None
+        neighbors = []
+        for start in range(0, C, _ROW_BLOCK):
+            rows = torch.arange(start, min(start + _ROW_BLOCK, C), device=device)
+            block = self._class_distance_block(rows, None, dtype)
+            if dense:
+                distances[rows] = block
+            block[torch.arange(len(rows), device=device), rows] = float("inf")
+            neighbors.append(torch.topk(block, k, dim=1, largest=False).indices)
+        if dense:
+            backend = DenseBackend(distances, self.counts, self.linkage)
+        else:
+            s = self.statistics
+            backend = StatisticsBackend(s.counts, s.sums, s.squared_norms)
+        self.neighbors = torch.cat(neighbors)
+        merges = agglomerate(backend, C, device=device)
+        del backend
+        self.merges = torch.from_numpy(merges).to(device)
+        assignments = cut_levels(merges, C, self.thresholds.cpu().numpy())
+        self.level_assignments = torch.from_numpy(assignments).to(device)
 
     def _derive_class_moments(self) -> None:
         s = self.statistics
@@ -218,11 +247,12 @@ class HierarchicalClassTree:
         return alpha
 
     def _class_distance_block(
-        self, rows: torch.Tensor, cols: Optional[torch.Tensor]
+        self, rows: torch.Tensor, cols: Optional[torch.Tensor], dtype=torch.float64
     ) -> torch.Tensor:
-        mu_r, q_r = self.means[rows], self.mean_squared_norms[rows]
+        mu_r, q_r = self.means[rows].to(dtype), self.mean_squared_norms[rows].to(dtype)
         mu_c = self.means if cols is None else self.means[cols]
         q_c = self.mean_squared_norms if cols is None else self.mean_squared_norms[cols]
+        mu_c, q_c = mu_c.to(dtype), q_c.to(dtype)
         return (q_r[:, None] + q_c[None, :] - 2 * mu_r @ mu_c.T).clamp_(min=0)
 
     def nearest_classes(

@@ -1,69 +1,182 @@
-"""Agglomerative clustering of classes and the cut of its dendrogram at d_l."""
+"""Agglomerative clustering of classes and the cut of its dendrogram at d_l.
+
+All three linkages are reducible: a pair of reciprocal nearest neighbours is
+merged in the exact dendrogram, and merging it changes no other cluster's
+nearest neighbour. So every round merges all reciprocal pairs at once and
+re-searches only the clusters whose neighbour was merged, with whole-tensor
+operations (on any device) instead of one Python step per merge.
+
+Two backends give the distances:
+- ``DenseBackend``: the (C, C) class-distance matrix, updated by
+  Lance-Williams (average weighted by sample counts, single, complete).
+- ``StatisticsBackend`` (average linkage only): no matrix at all. A node is
+  its sufficient statistics (n, S, Q) and its distance to another node is
+  Q_A/n_A + Q_B/n_B - 2 mu_A . mu_B, searched blockwise. Memory O(C D), for
+  class counts whose C x C matrix does not fit.
+"""
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
+import torch
 
 LINKAGES = ("average", "single", "complete")
 
+#: Class counts up to which the dense backend keeps its matrix in float64.
+_FLOAT64_MAX_CLASSES = 4096
+_BLOCK_ELEMENTS = 1 << 24
 
-def agglomerate(distances: np.ndarray, sizes: np.ndarray, linkage: str) -> np.ndarray:
-    """Nearest-neighbour-chain clustering of C classes.
 
-    Args:
-        distances: (C, C) float64 class distances d(p, q).
-        sizes: (C,) sample counts n_c; "average" linkage weights by them, so a
-            node's distance is the average over all its cross sample pairs.
-        linkage: "average", "single" or "complete".
+def _block_rows(num_cols: int) -> int:
+    return max(1, _BLOCK_ELEMENTS // max(num_cols, 1))
+
+
+class DenseBackend:
+    """Class distances in one matrix; Lance-Williams updates on merges."""
+
+    def __init__(self, distances: torch.Tensor, sizes: torch.Tensor, linkage: str):
+        if linkage not in LINKAGES:
+            raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+        self.linkage = linkage
+        self.D = distances  # owned and modified in place
+        self.D.fill_diagonal_(float("inf"))
+        self.size = sizes.to(device=distances.device, dtype=torch.float64).clone()
+        # merged-away nodes are masked when read, never written over
+        self.gone = torch.zeros(distances.shape[0], dtype=torch.bool, device=distances.device)
+
+    def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        d, idx = [], []
+        step = _block_rows(self.D.shape[1])
+        for start in range(0, rows.shape[0], step):
+            block = self.D.index_select(0, rows[start : start + step])
+            value, index = block.masked_fill_(self.gone, float("inf")).min(1)
+            d.append(value.double())
+            idx.append(index)
+        return torch.cat(d), torch.cat(idx)
+
+    def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.D[a, b].double()
+
+    def _combine(self, x: torch.Tensor, y: torch.Tensor, wx, wy) -> torch.Tensor:
+        if self.linkage == "single":
+            return torch.minimum(x, y)
+        if self.linkage == "complete":
+            return torch.maximum(x, y)
+        wx, wy = wx.to(x.dtype), wy.to(x.dtype)
+        return (wx * x + wy * y) / (wx + wy)
+
+    def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        D, size = self.D, self.size
+        # The matrix stays symmetric, so a merged node's column is its row.
+        new = self._combine(
+            D.index_select(0, a), D.index_select(0, b), size[a, None], size[b, None]
+        )
+        # distances between two nodes merged in this same round: combine again
+        new[:, a] = self._combine(new[:, a], new[:, b], size[None, a], size[None, b])
+        new[torch.arange(a.shape[0], device=a.device), a] = float("inf")
+        D.index_copy_(0, a, new)
+        D.index_copy_(1, a, new.T.contiguous())
+        self.gone[b] = True
+        size[a] += size[b]
+
+
+class StatisticsBackend:
+    """Average linkage from sufficient statistics, without a distance matrix."""
+
+    def __init__(self, counts: torch.Tensor, sums: torch.Tensor, squared_norms: torch.Tensor):
+        self.n = counts.double().clone()
+        self.S = sums.double().clone()
+        self.Q = squared_norms.double().clone()
+        self.active = torch.ones_like(self.n, dtype=torch.bool)
+        self._refresh(torch.arange(self.n.shape[0], device=self.n.device))
+
+    def _refresh(self, rows: torch.Tensor) -> None:
+        if not hasattr(self, "mu32"):
+            self.mu32 = torch.empty(self.S.shape, dtype=torch.float32, device=self.S.device)
+            self.a32 = torch.empty(self.n.shape, dtype=torch.float32, device=self.S.device)
+        self.mu32[rows] = (self.S[rows] / self.n[rows, None]).float()
+        self.a32[rows] = (self.Q[rows] / self.n[rows]).float()
+
+    def _exact(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        mu_a, mu_b = self.S[a] / self.n[a, None], self.S[b] / self.n[b, None]
+        return (self.Q[a] / self.n[a] + self.Q[b] / self.n[b] - 2 * (mu_a * mu_b).sum(1)).clamp(
+            min=0
+        )
+
+    def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        cols = torch.nonzero(self.active).squeeze(1)
+        mu_c, a_c = self.mu32[cols], self.a32[cols]
+        best = []
+        step = _block_rows(cols.shape[0])
+        for start in range(0, rows.shape[0], step):
+            r = rows[start : start + step]
+            d = self.a32[r, None] + a_c[None, :] - 2 * self.mu32[r] @ mu_c.T
+            d[r[:, None] == cols[None, :]] = float("inf")
+            best.append(cols[d.argmin(1)])
+        idx = torch.cat(best)
+        # exact float64 distances for the winners (the search ran in float32)
+        return self._exact(rows, idx), idx
+
+    def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._exact(a, b)
+
+    def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.n[a] += self.n[b]
+        self.S[a] += self.S[b]
+        self.Q[a] += self.Q[b]
+        self.active[b] = False
+        self._refresh(a)
+
+
+def agglomerate(backend, num_classes: int, device=None) -> np.ndarray:
+    """Run reciprocal-nearest-neighbour rounds until one cluster is left.
 
     Returns:
-        (C - 1, 3) float64 array of merges [i, j, height] in the order they were
-        made; i and j are class indices standing for the two merged nodes. All
-        three linkages are reducible, so the chain gives the exact dendrogram.
+        (C - 1, 3) float64 array of merges [i, j, height]; i and j are class
+        indices standing for the two merged nodes (the node keeps index i).
     """
-    if linkage not in LINKAGES:
-        raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
-    C = distances.shape[0]
-    D = np.array(distances, dtype=np.float64, copy=True)
-    np.fill_diagonal(D, np.inf)
-    size = np.asarray(sizes, dtype=np.float64).copy()
-    active = np.ones(C, dtype=bool)
-    merges = np.empty((max(C - 1, 0), 3), dtype=np.float64)
-    chain: list = []
-    next_start = 0
-    for m in range(C - 1):
-        while True:
-            if not chain:
-                while not active[next_start]:
-                    next_start += 1
-                chain.append(next_start)
-            a = chain[-1]
-            row = D[a]
-            b = int(np.argmin(row))
-            # Prefer the previous chain element on ties, or the chain can cycle.
-            if len(chain) >= 2 and row[chain[-2]] <= row[b]:
-                b = chain[-2]
-                break
-            chain.append(b)
-        chain.pop()
-        chain.pop()
-        height = D[a, b]
-        if linkage == "average":
-            new = (size[a] * D[a] + size[b] * D[b]) / (size[a] + size[b])
-        elif linkage == "single":
-            new = np.minimum(D[a], D[b])
-        else:
-            new = np.maximum(D[a], D[b])
-        keep, drop = min(a, b), max(a, b)
-        D[keep, :] = new
-        D[:, keep] = new
-        D[drop, :] = np.inf
-        D[:, drop] = np.inf
-        D[keep, keep] = np.inf
-        size[keep] += size[drop]
-        active[drop] = False
-        merges[m] = (keep, drop, height)
-    return merges
+    C = num_classes
+    merges = []
+    if C < 2:
+        return np.zeros((0, 3))
+    all_rows = torch.arange(C, device=device)
+    active = torch.ones(C, dtype=torch.bool, device=device)
+    nn_d, nn = backend.nearest(all_rows)
+    remaining = C
+    while remaining > 1:
+        rows = torch.nonzero(active).squeeze(1)
+        partner = nn[rows]
+        reciprocal = (nn[partner] == rows) & (rows < partner)
+        a, b = rows[reciprocal], partner[reciprocal]
+        if a.numel() == 0:
+            # float rounding can hide every reciprocal pair: take the closest pair
+            i = rows[nn_d[rows].argmin()]
+            a, b = torch.minimum(i, nn[i]).view(1), torch.maximum(i, nn[i]).view(1)
+        heights = backend.height(a, b)
+        merges.append(torch.stack([a.double(), b.double(), heights], 1).cpu())
+        backend.merge(a, b)
+        active[b] = False
+        remaining -= int(a.numel())
+        if remaining <= 1:
+            break
+        merged = torch.zeros(C, dtype=torch.bool, device=device)
+        merged[a] = True
+        merged[b] = True
+        stale = active & merged[nn]
+        stale[a] = True
+        rows = torch.nonzero(stale).squeeze(1)
+        nn_d[rows], nn[rows] = backend.nearest(rows)
+    return torch.cat(merges).numpy()
+
+
+def dense_distances_fit(num_classes: int, max_bytes: int) -> bool:
+    return num_classes * num_classes * 4 <= max_bytes
+
+
+def matrix_dtype(num_classes: int) -> torch.dtype:
+    return torch.float64 if num_classes <= _FLOAT64_MAX_CLASSES else torch.float32
 
 
 def cut_levels(merges: np.ndarray, num_classes: int, thresholds: np.ndarray) -> np.ndarray:
