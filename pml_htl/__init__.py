@@ -7,14 +7,17 @@ miner and sampler plus HTL's own, so a pipeline changes only its import line.
 __version__ = "0.1.0"
 
 from . import hooks, losses, miners, samplers  # noqa: E402
+from .accuracy_calculator import RecallAtKAccuracyCalculator, make_accuracy_calculator  # noqa: E402
 from .tree import ClassStatistics, HierarchicalClassTree  # noqa: E402
 
 __all__ = [
     "ClassStatistics",
     "HierarchicalClassTree",
+    "RecallAtKAccuracyCalculator",
     "__version__",
     "hooks",
     "losses",
+    "make_accuracy_calculator",
     "miners",
     "samplers",
 ]

@@ -24,16 +24,20 @@ How the classes are chosen (all of it deterministic):
   box is dropped; a character is kept only when at least
   :data:`MIN_FONTS` fonts render it.
 * Look-alikes. Clean renderings (32x32, fixed baseline and size) are compared
-  with the IoU of their ink (pixels > 0.5). Classes are visited in priority
-  order (script order of :data:`SCRIPTS`, then code point). A class whose
-  renderings have IoU > :data:`HOMOGLYPH_IOU` with those of an already kept
-  class in at least half of the fonts they share is dropped (Latin A keeps,
-  Greek Alpha and Cyrillic A go); a kept class loses the single renderings
-  (font) that are still near-identical to any rendering of an earlier class,
-  in any font (Cyrillic italic и against Latin italic u, Armenian ս against u
-  in DejaVu Sans). After this, no two classes have clean renderings with IoU
+  with :func:`glyph_iou`, the IoU of their ink with grey levels read as fuzzy
+  membership (sum of minima over sum of maxima): binarising would erase the
+  hairlines of cmr10 (its H and Π would match). Classes are visited in
+  priority order: more fonts first, then script order of :data:`SCRIPTS`,
+  then code point. A class whose renderings have IoU > :data:`HOMOGLYPH_IOU`
+  with those of an already kept class in at least half of the fonts they
+  share is dropped (Latin A stays, Greek Alpha and Cyrillic A go; Cyrillic и
+  stays and the archaic Greek ͷ goes). A kept class then loses the single
+  renderings (fonts) that are still near-identical to any rendering of a
+  kept class of higher priority, in any font (Cyrillic italic и against
+  Latin italic u, Armenian ս against u in DejaVu Sans, З against 3 in DejaVu
+  Sans Mono). After this, no two classes have clean renderings with IoU
   > 0.97, in the same font or across fonts. Near misses (A/Λ, O/Q, y/γ, ш/щ,
-  6/б) stay as hard negatives.
+  ъ/ь, 6/б) stay as hard negatives.
 
 Split: classes are put in a canonical, interleaved order (each script's
 characters in a van der Corput order of their code points, the scripts merged
@@ -70,8 +74,12 @@ __all__ = [
     "SCRIPTS",
     "SCRIPT_RANGES",
     "build_glyph_arrays",
+    "cache_path",
+    "clear_inventory_cache",
     "default_cache_dir",
+    "glyph_iou",
     "load_glyph_arrays",
+    "similar_pairs",
 ]
 
 #: Bump whenever a change alters the generated arrays (invalidates caches).
@@ -489,6 +497,24 @@ def _select_classes(scan: dict) -> dict:
     }
 
 
+_INVENTORY: Dict[tuple, dict] = {}
+
+
+def _inventory(verbose: bool = True) -> dict:
+    """The kept classes, their fonts and clean renderings: computed once per
+    process and font set (:func:`clear_inventory_cache` forgets it)."""
+    fingerprint = tuple((p, os.path.getsize(p)) for p in _font_paths())
+    if fingerprint not in _INVENTORY:
+        _INVENTORY.clear()
+        _INVENTORY[fingerprint] = _select_classes(_scan_fonts(verbose))
+    return _INVENTORY[fingerprint]
+
+
+def clear_inventory_cache() -> None:
+    """Forget the in-process font scan (the next build scans the fonts)."""
+    _INVENTORY.clear()
+
+
 def _van_der_corput_positions(n: int) -> np.ndarray:
     """positions[r]: where rank r lands in a bit-reversed (spread) order."""
     bits = max(1, (n - 1).bit_length())
@@ -589,7 +615,7 @@ def build_glyph_arrays(
     from tqdm.auto import tqdm
 
     _check_params(samples_per_class, image_size, seed, num_classes)
-    inventory = _select_classes(_scan_fonts(verbose))
+    inventory = _inventory(verbose)
     order = _canonical_order(inventory["chars"], inventory["scripts"])
     if num_classes is not None:
         if num_classes > len(order):
@@ -651,10 +677,10 @@ def build_glyph_arrays(
 def _check_params(samples_per_class, image_size, seed, num_classes):
     if not (isinstance(samples_per_class, int) and samples_per_class > 0):
         raise ValueError(f"samples_per_class must be a positive int, got {samples_per_class!r}")
-    if not (isinstance(image_size, int) and image_size >= 8 and image_size % 2 == 0):
-        raise ValueError(f"image_size must be an even int >= 8, got {image_size!r}")
-    if not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    if not (isinstance(image_size, int) and image_size >= 8):
+        raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if num_classes is not None and not (isinstance(num_classes, int) and num_classes >= 2):
         raise ValueError(f"num_classes must be None or an int >= 2, got {num_classes!r}")
 
@@ -738,6 +764,9 @@ def load_glyph_arrays(
             fh.write(buf.getvalue())
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -758,7 +787,7 @@ class GlyphDataset(torch.utils.data.Dataset):
         split: ``"train"`` (first half of the classes), ``"test"`` (the rest)
             or ``"all"``.
         samples_per_class: images per class (fonts x augmentations).
-        image_size: side of the square grayscale images (even, default 32).
+        image_size: side of the square grayscale images (default 32).
         seed: seed of the augmentation; same seed, same bits.
         transform: applied to a ``PIL.Image`` (mode "L"); without it an item
             is a float tensor of shape (1, H, W) with values in [0, 1].
@@ -782,7 +811,12 @@ class GlyphDataset(torch.utils.data.Dataset):
         clean_images: (C, F, 32, 32) uint8 clean renderings of every class in
             every font (zeros where ``class_fonts`` is False).
         class_fonts: (C, F) which fonts render each class.
-        homoglyphs: list of (dropped character, representative character).
+        font_names: the font of each font index (file name without .ttf).
+        homoglyphs: (dropped character, representative character) pairs:
+            look-alike classes collapsed into one.
+        pruned_renderings: (character, font, look-alike) of the single
+            renderings left out of kept classes.
+        num_classes, num_train_classes: class counts (all splits; train).
         cache_path: the .npz the arrays come from.
     """
 

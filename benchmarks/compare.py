@@ -1,0 +1,692 @@
+"""HTL beside the contrastive, triplet, margin and multi-similarity losses, at the same budget.
+
+Everything but the loss (and the batch sampler HTL's method prescribes) is
+held fixed: trunk, embedder, embedding size, optimizer, learning rate, batch
+size, iterations, data and seeds. Accuracy comes from PML's AccuracyCalculator
+with Recall@K added, on the test split of unseen classes.
+
+    python benchmarks/compare.py                 # embedded glyph data, about 15 min on 2 CPU cores
+    python benchmarks/compare.py --quick         # about 2 min
+    python benchmarks/compare.py --seeds 0 1 2 --ablations
+
+Re-running with the same --out skips the (loss, seed) runs already finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import tqdm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.backbones import BACKBONES, make_trunk  # noqa: E402
+from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
+
+# --------------------------------------------------------------------------- losses
+#: One readable table of every loss's hyper-parameters. The baselines start
+#: from "A Metric Learning Reality Check" (Musgrave et al. 2020), its CUB200
+#: optimum; HTL uses the paper's beta. Override with --hp NAME.KEY=VALUE.
+HYPERPARAMETERS: Dict[str, Dict[str, Any]] = {
+    "contrastive": {"pos_margin": 0.0, "neg_margin": 0.3841},
+    "triplet": {"margin": 0.0961},
+    "margin": {"margin": 0.0878, "beta": 0.7838, "beta_lr": 1.31e-3},
+    "multi_similarity": {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39},
+    "htl": {"beta": 0.1},
+    # ablations
+    "htl_mperclass": {"beta": 0.1},
+    "triplet_an": {"margin": 0.0961},
+    "htl_plain": {"beta": 0.1},
+}
+MAIN_LOSSES = ["contrastive", "triplet", "margin", "multi_similarity", "htl"]
+ABLATIONS = ["htl_mperclass", "triplet_an", "htl_plain"]
+LOSS_TITLES = {
+    "contrastive": "Contrastive",
+    "triplet": "Triplet",
+    "margin": "Margin",
+    "multi_similarity": "Multi-similarity + miner",
+    "htl": "HTL (A-N sampler, tree per epoch)",
+    "htl_mperclass": "ablation: HTL margin, MPerClass sampler",
+    "triplet_an": "ablation: Triplet, A-N sampler",
+    "htl_plain": "ablation: HTL, hinge on plain distances (as printed)",
+}
+#: Losses whose batches come from the anchor-neighbour sampler.
+USES_AN_SAMPLER = {"htl", "triplet_an", "htl_plain"}
+#: Losses that need the class tree (rebuilt every epoch).
+USES_TREE = {"htl", "htl_mperclass", "triplet_an", "htl_plain"}
+
+PRESETS = {
+    "cpu": {},
+    # The paper's protocol on a GPU: BN-Inception's nearest torchvision relative,
+    # 512-d, 227-pixel crops, m = 4 classes per anchor and t = 4 images per class.
+    "paper": {
+        "backbone": "googlenet",
+        "embedding_size": 512,
+        "image_size": 227,
+        "batch_size": 128,
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "epochs": 30,
+        "iters_per_epoch": 200,
+    },
+}
+
+DEFAULTS = dict(
+    dataset="glyphs",
+    backbone="small-cnn",
+    embedding_size=64,
+    batch_size=64,
+    classes_per_anchor=4,
+    samples_per_class=4,
+    epochs=8,
+    iters_per_epoch=100,
+    lr=1e-3,
+    weight_decay=1e-4,
+    optimizer="adam",
+    image_size=224,
+    glyph_samples=40,
+)
+QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
+
+METRIC_COLUMNS = [
+    ("precision_at_1", "P@1"),
+    ("mean_average_precision_at_r", "MAP@R"),
+    ("r_precision", "R-Prec"),
+    ("NMI", "NMI"),
+    ("AMI", "AMI"),
+]
+
+
+def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
+    from pytorch_metric_learning import distances
+
+    from pml_htl import losses, miners
+
+    hp = dict(hp)
+    kw = {"collect_stats": collect_stats}
+    miner = None
+    loss_optimizer = None
+    if name == "contrastive":
+        loss = losses.ContrastiveLoss(**hp, **kw)
+    elif name in ("triplet", "triplet_an"):
+        loss = losses.TripletMarginLoss(**hp, **kw)
+    elif name == "margin":
+        beta_lr = hp.pop("beta_lr")
+        loss = losses.MarginLoss(learn_beta=True, **hp, **kw)
+        loss_optimizer = ("metric_loss_optimizer", beta_lr)
+    elif name == "multi_similarity":
+        epsilon = hp.pop("epsilon")
+        loss = losses.MultiSimilarityLoss(**hp, **kw)
+        miner = miners.MultiSimilarityMiner(epsilon=epsilon)
+    elif name in ("htl", "htl_mperclass"):
+        loss = losses.HierarchicalTripletLoss(**hp, **kw)
+    elif name == "htl_plain":
+        loss = losses.HierarchicalTripletLoss(distance=distances.LpDistance(power=1), **hp, **kw)
+    else:
+        raise ValueError(f"unknown loss {name!r}")
+    return loss, miner, loss_optimizer
+
+
+# --------------------------------------------------------------------------- utilities
+def atomic_write(path: str, data: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half file."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def git_commit() -> Optional[str]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return (commit + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> Dict[str, Optional[str]]:
+    import pytorch_metric_learning
+
+    import pml_htl
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+        "pml_htl": pml_htl.__version__,
+        "numpy": np.__version__,
+    }
+    for name in ("faiss", "torchvision", "record_keeper"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "installed")
+        except ImportError:
+            versions[name] = None
+    return versions
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+# --------------------------------------------------------------------------- evaluation
+def embed(models, dataset, device, batch_size: int, num_workers: int, desc: str):
+    trunk, embedder = models
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    modes = [trunk.training, embedder.training]
+    trunk.eval(), embedder.eval()
+    out, labels = [], []
+    try:
+        with torch.no_grad():
+            for data, y in tqdm.tqdm(loader, desc=desc, leave=False):
+                out.append(embedder(trunk(data.to(device))).float())
+                labels.append(torch.as_tensor(y))
+    finally:
+        trunk.train(modes[0]), embedder.train(modes[1])
+    return torch.cat(out), torch.cat(labels).to(device)
+
+
+def evaluate(models, splits: DataSplits, calculator, device, cfg) -> Dict[str, float]:
+    bs, nw = 256, cfg["num_workers"]
+    query, q_labels = embed(models, splits.query, device, bs, nw, "evaluate: embedding")
+    if splits.query_is_reference:
+        metrics = calculator.get_accuracy(query, q_labels)
+    else:
+        ref, r_labels = embed(models, splits.reference, device, bs, nw, "evaluate: gallery")
+        metrics = calculator.get_accuracy(query, q_labels, ref, r_labels)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------- one run
+def config_hash(cfg: Dict[str, Any]) -> str:
+    keep = {k: v for k, v in cfg.items() if k not in ("losses", "seeds", "out", "num_workers")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_path(out: str, loss: str, seed: int) -> str:
+    return os.path.join(out, "runs", f"{loss}__seed{seed}.json")
+
+
+def make_logging(out: str, loss: str, seed: int):
+    """PML's record-keeper (CSV and TensorBoard) when the hooks extra is installed."""
+    try:
+        from pytorch_metric_learning.utils import logging_presets
+
+        folder = os.path.join(out, "logs", f"{loss}__seed{seed}")
+        record_keeper, _, _ = logging_presets.get_record_keeper(
+            os.path.join(folder, "csv"), os.path.join(folder, "tensorboard")
+        )
+        container = logging_presets.get_hook_container(record_keeper)
+        return record_keeper, container
+    except ImportError:
+        return None, None
+
+
+def run_one(
+    loss_name: str, seed: int, cfg: Dict[str, Any], splits: DataSplits, calculator, device
+) -> Dict[str, Any]:
+    from pytorch_metric_learning import samplers as pml_samplers
+    from pytorch_metric_learning import trainers
+
+    from pml_htl import hooks, samplers
+
+    set_seed(seed)
+    trunk, trunk_size = make_trunk(cfg["backbone"], splits.channels, cfg["pretrained_weights"])
+    embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
+    trunk, embedder = trunk.to(device), embedder.to(device)
+    hp = cfg["hyperparameters"][loss_name]
+    record_keeper, container = make_logging(cfg["out"], loss_name, seed)
+    loss, miner, loss_opt = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
+
+    B, m, t = cfg["batch_size"], cfg["classes_per_anchor"], cfg["samples_per_class"]
+    length = cfg["iters_per_epoch"] * B
+    if loss_name in USES_AN_SAMPLER:
+        sampler = samplers.AnchorNeighborSampler(
+            splits.train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
+        )
+    else:
+        sampler = pml_samplers.MPerClassSampler(
+            splits.train_labels, t, batch_size=B, length_before_new_iter=length
+        )
+
+    def make_optimizer(params, lr):
+        if cfg["optimizer"] == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg["weight_decay"])
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
+
+    optimizers = {
+        "trunk_optimizer": make_optimizer(trunk.parameters(), cfg["lr"]),
+        "embedder_optimizer": make_optimizer(embedder.parameters(), cfg["lr"]),
+    }
+    if loss_opt is not None:
+        optimizers[loss_opt[0]] = torch.optim.SGD(loss.parameters(), lr=loss_opt[1])
+
+    tree_hook = None
+    if loss_name in USES_TREE:
+        consumers = [c for c in (loss, sampler) if hasattr(c, "update_tree")]
+        tree_hook = hooks.TreeRebuildHook(
+            splits.train_eval, consumers=consumers, num_workers=cfg["num_workers"]
+        )
+
+    curve: List[Dict[str, Any]] = []
+    timing = {"eval_s": 0.0, "tree_s": 0.0}
+    epochs = cfg["epochs"]
+    epoch_bar = tqdm.tqdm(total=epochs, desc=f"{loss_name} seed {seed}: epochs", leave=False)
+
+    def record_eval(epoch: int) -> None:
+        start = time.perf_counter()
+        metrics = evaluate((trunk, embedder), splits, calculator, device, cfg)
+        timing["eval_s"] += time.perf_counter() - start
+        curve.append({"epoch": epoch, "iteration": epoch * cfg["iters_per_epoch"], **metrics})
+        if record_keeper is not None:
+            record_keeper.update_records(
+                metrics,
+                epoch * cfg["iters_per_epoch"],
+                parent_name="accuracies",
+            )
+            record_keeper.save_records()
+
+    def end_of_epoch(trainer) -> bool:
+        if tree_hook is not None and trainer.epoch < epochs:
+            start = time.perf_counter()
+            tree_hook(trainer)
+            timing["tree_s"] += time.perf_counter() - start
+        if trainer.epoch % cfg["eval_every"] == 0 or trainer.epoch == epochs:
+            record_eval(trainer.epoch)
+        epoch_bar.update(1)
+        return True
+
+    end_of_iteration = container.end_of_iteration_hook if container is not None else None
+    mining = {"tuple_miner": miner} if miner is not None else {}
+    trainer = trainers.MetricLossOnly(
+        models={"trunk": trunk, "embedder": embedder},
+        optimizers=optimizers,
+        batch_size=B,
+        loss_funcs={"metric_loss": loss},
+        mining_funcs=mining,
+        dataset=splits.train,
+        sampler=sampler,
+        iterations_per_epoch=cfg["iters_per_epoch"],
+        dataloader_num_workers=cfg["num_workers"],
+        data_device=device,
+        end_of_iteration_hook=end_of_iteration,
+        end_of_epoch_hook=end_of_epoch,
+        set_min_label_to_zero=True,
+        dataset_labels=splits.train_labels,
+    )
+    record_eval(0)
+    timing["eval_s"] = 0.0  # count only the evaluations made during training
+    start = time.perf_counter()
+    if tree_hook is not None:
+        tree_hook(trainer)  # the initial tree, from the starting model
+        timing["tree_s"] += time.perf_counter() - start
+    trainer.train(num_epochs=epochs)
+    total = time.perf_counter() - start
+    epoch_bar.close()
+    iterations = epochs * cfg["iters_per_epoch"]
+    train_s = total - timing["eval_s"]  # tree rebuilds are part of HTL's training cost
+    return {
+        "loss": loss_name,
+        "seed": seed,
+        "config_hash": config_hash(cfg),
+        "hyperparameters": hp,
+        "final": {k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration")},
+        "curve": curve,
+        "iterations": iterations,
+        "train_seconds": train_s,
+        "tree_seconds": timing["tree_s"],
+        "seconds_per_iteration": train_s / iterations,
+    }
+
+
+# --------------------------------------------------------------------------- reports
+def metric_keys(cfg) -> List[str]:
+    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in METRIC_COLUMNS]
+
+
+def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
+    table: Dict[str, Dict[str, Any]] = {}
+    for loss in cfg["losses"]:
+        mine = [r for r in runs if r["loss"] == loss]
+        if not mine:
+            continue
+        row = {"seeds": [r["seed"] for r in mine]}
+        for key in metric_keys(cfg) + ["seconds_per_iteration"]:
+            values = [
+                r["final"].get(key) if key != "seconds_per_iteration" else r[key] for r in mine
+            ]
+            values = [v for v in values if v is not None]
+            if values:
+                row[key] = (float(np.mean(values)), float(np.std(values)))
+        table[loss] = row
+    return table
+
+
+def markdown_table(table, cfg) -> str:
+    cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
+        c for c in METRIC_COLUMNS if any(c[0] in row for row in table.values())
+    ]
+    best = {}
+    for key, _ in cols:
+        values = [row[key][0] for row in table.values() if key in row]
+        if values:
+            best[key] = max(values)
+    scale = 100.0
+    head = "| loss | " + " | ".join(t for _, t in cols) + " | s / iter | seeds |"
+    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    for loss, row in table.items():
+        cells = []
+        for key, _ in cols:
+            if key not in row:
+                cells.append("–")
+                continue
+            mean, std = row[key]
+            text = f"{scale * mean:.1f}" + (
+                f" ± {scale * std:.1f}" if len(row["seeds"]) > 1 else ""
+            )
+            cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
+        spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
+        lines.append(
+            f"| {LOSS_TITLES[loss]} | "
+            + " | ".join(cells)
+            + f" | {spi:.3f} | {len(row['seeds'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(runs, cfg) -> str:
+    keys = metric_keys(cfg)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["loss", "seed", *keys, "seconds_per_iteration", "tree_seconds"])
+    for r in runs:
+        writer.writerow(
+            [r["loss"], r["seed"]]
+            + [r["final"].get(k, "") for k in keys]
+            + [r["seconds_per_iteration"], r["tree_seconds"]]
+        )
+    return buf.getvalue()
+
+
+def convergence_png(runs, cfg) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for loss in cfg["losses"]:
+        mine = [r for r in runs if r["loss"] == loss]
+        if not mine:
+            continue
+        its = [p["iteration"] for p in mine[0]["curve"]]
+        values = np.array([[100 * p["recall_at_1"] for p in r["curve"]] for r in mine])
+        mean = values.mean(0)
+        style = "-" if loss in MAIN_LOSSES else "--"
+        ax.plot(its, mean, style, marker="o", ms=3, label=LOSS_TITLES[loss])
+        if len(mine) > 1:
+            ax.fill_between(its, values.min(0), values.max(0), alpha=0.15)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("R@1 (%) on unseen test classes")
+    ax.set_title(f"Convergence on {cfg['dataset']} (mean over seeds {cfg['seeds']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_reports(runs, cfg, environment) -> None:
+    out = cfg["out"]
+    table = summarize(runs, cfg)
+    results = {
+        "configuration": cfg,
+        "environment": environment,
+        "summary": {
+            k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
+            for k, row in table.items()
+        },
+        "runs": runs,
+    }
+    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
+    atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
+    header = (
+        f"# {cfg['dataset']}: final accuracy after {cfg['epochs'] * cfg['iters_per_epoch']} "
+        f"iterations (%, mean ± std over seeds)\n\n"
+    )
+    atomic_write(os.path.join(out, "results.md"), header + markdown_table(table, cfg))
+    if runs:
+        atomic_write_bytes(os.path.join(out, "convergence.png"), convergence_png(runs, cfg))
+
+
+# --------------------------------------------------------------------------- command line
+def parse_hp(items: List[str], table: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    table = copy.deepcopy(table)
+    for item in items or []:
+        try:
+            lhs, value = item.split("=", 1)
+            loss, key = lhs.split(".", 1)
+        except ValueError:
+            raise SystemExit(f"--hp expects LOSS.KEY=VALUE, got {item!r}")
+        if loss not in table:
+            raise SystemExit(f"--hp: unknown loss {loss!r}; choose from {sorted(table)}")
+        if key not in table[loss]:
+            raise SystemExit(f"--hp: {loss} has no hyper-parameter {key!r}: {sorted(table[loss])}")
+        table[loss][key] = type(table[loss][key])(float(value))
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default=None)
+    p.add_argument("--data-root", default=None, help="local data folder (never downloaded)")
+    p.add_argument("--train-classes", default=None, help="folder: file naming the train classes")
+    p.add_argument("--losses", nargs="+", choices=MAIN_LOSSES + ABLATIONS, default=None)
+    p.add_argument("--ablations", action="store_true", help="add the three ablation rows")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
+    for key in (
+        "embedding_size",
+        "batch_size",
+        "classes_per_anchor",
+        "samples_per_class",
+        "epochs",
+        "iters_per_epoch",
+        "image_size",
+        "glyph_samples",
+    ):
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
+    p.add_argument("--backbone", choices=BACKBONES, default=None)
+    p.add_argument("--pretrained-weights", default=None, help="local state_dict for the trunk")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    p.add_argument("--hp", action="append", help="override a hyper-parameter: LOSS.KEY=VALUE")
+    p.add_argument("--device", default=None, help="default: cuda when available")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--out", default=None, help="default: results/<dataset>/")
+    return p
+
+
+def resolve_config(args) -> Dict[str, Any]:
+    cfg = dict(DEFAULTS)
+    cfg.update(PRESETS[args.preset])
+    if args.quick:
+        cfg.update(QUICK)
+    for key in list(DEFAULTS) + ["pretrained_weights"]:
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    cfg.setdefault("pretrained_weights", None)
+    cfg["pretrained_weights"] = args.pretrained_weights
+    losses = args.losses or list(MAIN_LOSSES)
+    if args.ablations:
+        losses += [a for a in ABLATIONS if a not in losses]
+    per_batch = cfg["classes_per_anchor"] * cfg["samples_per_class"]
+    if cfg["batch_size"] % per_batch:
+        raise SystemExit(
+            f"--batch-size {cfg['batch_size']} must be a multiple of m t = {per_batch}"
+        )
+    if args.eval_every < 1:
+        raise SystemExit("--eval-every must be >= 1")
+    cfg.update(
+        losses=losses,
+        seeds=args.seeds,
+        preset=args.preset,
+        quick=args.quick,
+        data_root=args.data_root,
+        train_classes=args.train_classes,
+        eval_every=args.eval_every,
+        num_workers=args.num_workers,
+        hyperparameters=parse_hp(args.hp, HYPERPARAMETERS),
+        out=args.out or os.path.join("results", cfg["dataset"]),
+    )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg["device"] = device
+    return cfg
+
+
+def image_transforms(cfg, splits_channels_hint: Optional[int] = None):
+    if cfg["dataset"] == "glyphs":
+        return None, None
+    import torchvision.transforms as T
+
+    if cfg["dataset"] == "fashion-mnist":
+        return T.ToTensor(), T.ToTensor()
+    size = cfg["image_size"]
+    norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    test = T.Compose([T.Resize(int(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm])
+    return train, test
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    cfg = resolve_config(args)
+    logging.getLogger("PML").setLevel(logging.WARNING)
+    device = torch.device(cfg["device"])
+    from pml_htl.accuracy_calculator import make_accuracy_calculator
+
+    train_tf, eval_tf = image_transforms(cfg)
+    try:
+        splits = load_dataset(
+            cfg["dataset"],
+            cfg["data_root"],
+            train_tf,
+            eval_tf,
+            cfg["train_classes"],
+            cfg["glyph_samples"],
+        )
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
+    cfg["recall_ks"] = list(splits.recall_ks)
+    cfg["data"] = splits.description
+    calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
+    environment = {
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "device": describe_device(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if environment["versions"]["record_keeper"] is None:
+        print(
+            "record-keeper is not installed (pip install -e .[hooks]): CSV/TensorBoard logs skipped"
+        )
+    print(f"data: {splits.description}; device: {environment['device']}")
+
+    runs = []
+    wanted = [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]
+    for loss, seed in wanted:
+        path = run_path(cfg["out"], loss, seed)
+        if os.path.exists(path):
+            with open(path) as f:
+                done = json.load(f)
+            if done.get("config_hash") != config_hash(cfg):
+                raise SystemExit(
+                    f"error: {path} was made with another configuration; "
+                    "use another --out or remove it"
+                )
+            print(f"skip {loss} seed {seed}: already in {path}")
+            runs.append(done)
+            continue
+        start = time.perf_counter()
+        result = run_one(loss, seed, cfg, splits, calculator, device)
+        result["wall_seconds"] = time.perf_counter() - start
+        atomic_write(path, json.dumps(result, indent=1))
+        runs.append(result)
+        print(
+            f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
+            f"in {result['wall_seconds']:.0f} s"
+        )
+        write_reports(runs, cfg, environment)
+    write_reports(runs, cfg, environment)
+    with open(os.path.join(cfg["out"], "results.md")) as f:
+        print(f.read())
+    return {"config": cfg, "runs": runs}
+
+
+if __name__ == "__main__":
+    main()

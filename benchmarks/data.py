@@ -1,0 +1,321 @@
+"""Data sets for benchmarks/compare.py: train / eval views and the test split of unseen classes.
+
+Nothing is ever downloaded: every loader reads a local folder and explains the
+expected layout when it is missing or malformed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+DATASETS = ("glyphs", "cub", "cars196", "sop", "inshop", "folder", "fashion-mnist")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+#: Recall@K cut-offs the literature reports per data set.
+RECALL_KS = {
+    "sop": (1, 10, 100, 1000),
+    "inshop": (1, 10, 20, 30, 40, 50),
+}
+DEFAULT_RECALL_KS = (1, 2, 4, 8)
+
+LAYOUTS = {
+    "cub": "DATA_ROOT/CUB_200_2011/{images.txt, image_class_labels.txt, images/}",
+    "cars196": (
+        "DATA_ROOT/{names.csv, anno_train.csv, anno_test.csv, car_data/car_data/{train,test}/}"
+    ),
+    "sop": "DATA_ROOT/Stanford_Online_Products/{Ebay_train.txt, Ebay_test.txt, <category>_final/}",
+    "inshop": "DATA_ROOT/{list_eval_partition.txt, img/...} (DeepFashion In-shop)",
+    "folder": "DATA_ROOT/<class name>/<image files> (one sub-folder per class)",
+    "fashion-mnist": "DATA_ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+}
+
+
+class DataError(ValueError):
+    """A data root that is missing or does not have the expected layout."""
+
+
+def _require(data_root: Optional[str], name: str, *relative: str) -> str:
+    if not data_root:
+        raise DataError(f"--data-root is required for --dataset {name}; expected {LAYOUTS[name]}")
+    if not os.path.isdir(data_root):
+        raise DataError(
+            f"--data-root {data_root!r} does not exist; expected {LAYOUTS[name]} "
+            "(nothing is downloaded)"
+        )
+    for rel in relative:
+        if not os.path.exists(os.path.join(data_root, rel)):
+            raise DataError(
+                f"--data-root {data_root!r} has no {rel!r}; expected {LAYOUTS[name]} "
+                "(nothing is downloaded)"
+            )
+    return data_root
+
+
+class PathDataset(Dataset):
+    """Images given by path, with integer labels and a transform."""
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int], transform=None, mode="RGB"):
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        with Image.open(self.paths[i]) as img:
+            img = img.convert(self.mode)
+        return (self.transform(img) if self.transform else img), int(self.labels[i])
+
+
+class ArrayDataset(Dataset):
+    """uint8 images (N, H, W) held in memory, with integer labels and a transform."""
+
+    def __init__(self, images: np.ndarray, labels: Sequence[int], transform=None):
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        img = Image.fromarray(self.images[i], mode="L")
+        return (self.transform(img) if self.transform else img), int(self.labels[i])
+
+
+class WithTransform(Dataset):
+    """Another view of a PML data set (its items are (PIL image, label))."""
+
+    def __init__(self, base, transform):
+        self.base, self.transform = base, transform
+        self.labels = np.asarray(base.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        img, label = self.base[i]
+        return self.transform(img), int(label)
+
+
+@dataclass
+class DataSplits:
+    train: Dataset  # with training augmentation
+    train_eval: Dataset  # the same samples without augmentation (the tree hook embeds it)
+    query: Dataset
+    reference: Dataset
+    train_labels: np.ndarray
+    query_is_reference: bool
+    recall_ks: Sequence[int]
+    channels: int
+    description: str
+
+
+def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
+    from pytorch_metric_learning import datasets as pml_datasets
+
+    cls, required = {
+        "cub": (pml_datasets.CUB, ["CUB_200_2011/images.txt"]),
+        "cars196": (pml_datasets.Cars196, ["names.csv", "anno_train.csv"]),
+        "sop": (pml_datasets.StanfordOnlineProducts, ["Stanford_Online_Products/Ebay_train.txt"]),
+    }[name]
+    _require(data_root, name, *required)
+    try:
+        train = cls(data_root, split="train", transform=train_tf, download=False)
+        train_eval = cls(data_root, split="train", transform=eval_tf, download=False)
+        test = cls(data_root, split="test", transform=eval_tf, download=False)
+    except (OSError, ValueError, IndexError) as e:
+        raise DataError(f"--data-root {data_root!r} is malformed ({e}); expected {LAYOUTS[name]}")
+    return DataSplits(
+        train,
+        train_eval,
+        test,
+        test,
+        np.asarray(train.labels),
+        True,
+        RECALL_KS.get(name, DEFAULT_RECALL_KS),
+        3,
+        f"{name} (PML's standard class split)",
+    )
+
+
+def _inshop(data_root: str, train_tf, eval_tf) -> DataSplits:
+    _require(data_root, "inshop", "list_eval_partition.txt")
+    parts = {"train": ([], []), "query": ([], []), "gallery": ([], [])}
+    with open(os.path.join(data_root, "list_eval_partition.txt")) as f:
+        lines = f.read().splitlines()[2:]
+    for line in lines:
+        fields = line.split()
+        if len(fields) != 3 or fields[2] not in parts:
+            raise DataError(
+                f"list_eval_partition.txt: unexpected line {line!r}; expected "
+                "'image_name item_id evaluation_status' after two header lines"
+            )
+        path, item, status = fields
+        parts[status][0].append(os.path.join(data_root, path))
+        parts[status][1].append(int(item.split("_")[-1]))
+    for status, (paths, _) in parts.items():
+        if not paths:
+            raise DataError(f"list_eval_partition.txt lists no {status!r} image")
+    train = PathDataset(*parts["train"], transform=train_tf)
+    return DataSplits(
+        train,
+        PathDataset(*parts["train"], transform=eval_tf),
+        PathDataset(*parts["query"], transform=eval_tf),
+        PathDataset(*parts["gallery"], transform=eval_tf),
+        train.labels,
+        False,
+        RECALL_KS["inshop"],
+        3,
+        "In-shop (3,997 train identities; query against gallery)",
+    )
+
+
+def _folder(data_root: str, train_tf, eval_tf, train_classes_file: Optional[str]) -> DataSplits:
+    _require(data_root, "folder")
+    classes = sorted(d for d in os.listdir(data_root) if os.path.isdir(os.path.join(data_root, d)))
+    if len(classes) < 4:
+        raise DataError(
+            f"--data-root {data_root!r} holds {len(classes)} class folders; at least 4 are "
+            f"needed (expected {LAYOUTS['folder']})"
+        )
+    if train_classes_file:
+        with open(train_classes_file) as f:
+            train_classes = {line.strip() for line in f if line.strip()}
+        unknown = train_classes - set(classes)
+        if unknown:
+            raise DataError(f"--train-classes names unknown classes: {sorted(unknown)[:5]}")
+    else:
+        train_classes = set(classes[: len(classes) // 2])
+    split = {"train": ([], []), "test": ([], [])}
+    for label, name in enumerate(classes):
+        folder = os.path.join(data_root, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        side = "train" if name in train_classes else "test"
+        split[side][0].extend(os.path.join(folder, f) for f in files)
+        split[side][1].extend([label] * len(files))
+    for side, (paths, _) in split.items():
+        if not paths:
+            raise DataError(f"the {side} classes of --data-root {data_root!r} hold no image")
+    train = PathDataset(*split["train"], transform=train_tf)
+    test = PathDataset(*split["test"], transform=eval_tf)
+    return DataSplits(
+        train,
+        PathDataset(*split["train"], transform=eval_tf),
+        test,
+        test,
+        train.labels,
+        True,
+        DEFAULT_RECALL_KS,
+        3,
+        f"folder {data_root} ({len(train_classes)} train / "
+        f"{len(classes) - len(train_classes)} test classes)",
+    )
+
+
+def _read_idx(path: str) -> np.ndarray:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        zero, dtype, ndim = struct.unpack(">HBB", f.read(4))
+        if zero != 0 or dtype != 0x08:
+            raise DataError(f"{path} is not an IDX file of unsigned bytes")
+        shape = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+
+
+def _find_idx(data_root: str, stem: str) -> str:
+    for name in (stem, stem + ".gz"):
+        if os.path.exists(os.path.join(data_root, name)):
+            return os.path.join(data_root, name)
+    raise DataError(
+        f"--data-root {data_root!r} has no {stem}[.gz]; expected {LAYOUTS['fashion-mnist']}"
+    )
+
+
+def _fashion_mnist(data_root: str, train_tf, eval_tf) -> DataSplits:
+    _require(data_root, "fashion-mnist")
+    images, labels = [], []
+    for part in ("train", "t10k"):
+        images.append(_read_idx(_find_idx(data_root, f"{part}-images-idx3-ubyte")))
+        labels.append(_read_idx(_find_idx(data_root, f"{part}-labels-idx1-ubyte")))
+    images, labels = np.concatenate(images), np.concatenate(labels).astype(np.int64)
+    train_mask = labels < 5  # unseen classes at test time: 0-4 train, 5-9 test
+    test = ArrayDataset(images[~train_mask], labels[~train_mask], eval_tf)
+    return DataSplits(
+        ArrayDataset(images[train_mask], labels[train_mask], train_tf),
+        ArrayDataset(images[train_mask], labels[train_mask], eval_tf),
+        test,
+        test,
+        labels[train_mask],
+        True,
+        DEFAULT_RECALL_KS,
+        1,
+        "Fashion-MNIST (classes 0-4 train, 5-9 test)",
+    )
+
+
+def _glyphs(train_tf, eval_tf, samples_per_class: int, seed: int) -> DataSplits:
+    from pml_htl.datasets import GlyphDataset
+
+    train = GlyphDataset(split="train", samples_per_class=samples_per_class, seed=seed)
+    test = GlyphDataset(split="test", samples_per_class=samples_per_class, seed=seed)
+    return DataSplits(
+        _with_transform(train, train_tf),
+        _with_transform(train, eval_tf),
+        _with_transform(test, eval_tf),
+        _with_transform(test, eval_tf),
+        np.asarray(train.labels),
+        True,
+        DEFAULT_RECALL_KS,
+        1,
+        f"glyphs ({len(np.unique(train.labels))} train / {len(np.unique(test.labels))} test "
+        f"character classes, {samples_per_class} renderings each, 32x32)",
+    )
+
+
+def _with_transform(dataset, transform) -> Dataset:
+    return dataset if transform is None else WithTransform(dataset, transform)
+
+
+def load_dataset(
+    name: str,
+    data_root: Optional[str] = None,
+    train_transform: Optional[Callable] = None,
+    eval_transform: Optional[Callable] = None,
+    train_classes_file: Optional[str] = None,
+    glyph_samples_per_class: int = 40,
+    seed: int = 0,
+) -> DataSplits:
+    if name not in DATASETS:
+        raise DataError(f"--dataset must be one of {DATASETS}, got {name!r}")
+    if name == "glyphs":
+        return _glyphs(train_transform, eval_transform, glyph_samples_per_class, seed)
+    if name in ("cub", "cars196", "sop"):
+        return _pml_dataset(name, data_root, train_transform, eval_transform)
+    if name == "inshop":
+        return _inshop(data_root, train_transform, eval_transform)
+    if name == "folder":
+        return _folder(data_root, train_transform, eval_transform, train_classes_file)
+    return _fashion_mnist(data_root, train_transform, eval_transform)
+
+
+def labels_of(dataset: Dataset) -> np.ndarray:
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        raise TypeError(f"{type(dataset).__name__} has no labels attribute")
+    return np.asarray(labels, dtype=np.int64)
+
+
+def stack_labels(labels: List[int]) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(labels, dtype=np.int64))
