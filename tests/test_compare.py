@@ -1,0 +1,110 @@
+"""End-to-end smoke tests of benchmarks/compare.py on a tiny generated folder data set."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import compare
+
+
+@pytest.fixture(scope="module")
+def folder_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder_data")
+    rng = np.random.default_rng(0)
+    for c in range(8):
+        os.makedirs(root / f"class_{c:02d}")
+        base = rng.integers(0, 255, (4, 4, 3))
+        for i in range(6):
+            img = np.kron(base, np.ones((4, 4, 1))) + rng.normal(0, 20, (16, 16, 3))
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(
+                root / f"class_{c:02d}" / f"{i}.png"
+            )
+    return str(root)
+
+
+def args_for(folder_root, out, losses=("triplet", "htl"), seeds=("0", "1")):
+    return [
+        "--dataset", "folder", "--data-root", folder_root, "--out", str(out),
+        "--losses", *losses, "--seeds", *seeds,
+        "--epochs", "2", "--iters-per-epoch", "2", "--batch-size", "8",
+        "--classes-per-anchor", "2", "--samples-per-class", "2",
+        "--embedding-size", "8", "--image-size", "16", "--device", "cpu",
+    ]  # fmt: skip
+
+
+def test_end_to_end_outputs(folder_root, tmp_path):
+    out = tmp_path / "out"
+    compare.main(args_for(folder_root, out))
+    for name in ("results.json", "results.csv", "results.md", "convergence.png"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    runs = {(r["loss"], r["seed"]) for r in results["runs"]}
+    assert runs == {("triplet", 0), ("triplet", 1), ("htl", 0), ("htl", 1)}
+    for run in results["runs"]:
+        assert [p["epoch"] for p in run["curve"]] == [0, 1, 2]
+        for key in ("recall_at_1", "recall_at_8", "precision_at_1", "mean_average_precision_at_r"):
+            assert 0.0 <= run["final"][key] <= 1.0
+        assert run["final"]["recall_at_1"] == pytest.approx(run["final"]["precision_at_1"])
+    assert results["configuration"]["seeds"] == [0, 1]
+    assert results["environment"]["versions"]["torch"]
+    csv_lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + 4 and csv_lines[0].startswith("loss,seed,recall_at_1")
+    md = (out / "results.md").read_text()
+    assert "| R@1 |" in md and "Triplet" in md and "HTL" in md and "±" in md
+    assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_skips_finished_runs(folder_root, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = compare.run_one
+    calls = []
+
+    def interrupted(loss, seed, *args, **kwargs):
+        calls.append((loss, seed))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the run in progress is lost, nothing else
+        return real(loss, seed, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "run_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compare.main(args_for(folder_root, out, seeds=("0",)))
+    finished = json.loads((out / "runs" / "triplet__seed0.json").read_text())
+    assert not (out / "runs" / "htl__seed0.json").exists()
+
+    calls.clear()
+    monkeypatch.setattr(compare, "run_one", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
+    compare.main(args_for(folder_root, out, seeds=("0",)))
+    assert calls == [("htl", 0)]
+    again = json.loads((out / "runs" / "triplet__seed0.json").read_text())
+    assert again == finished
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+
+
+def test_other_configuration_in_same_out_is_refused(folder_root, tmp_path):
+    out = tmp_path / "out"
+    compare.main(args_for(folder_root, out, losses=("triplet",), seeds=("0",)))
+    changed = args_for(folder_root, out, losses=("triplet",), seeds=("0",))
+    changed[changed.index("--embedding-size") + 1] = "16"
+    with pytest.raises(SystemExit, match="another configuration"):
+        compare.main(changed)
+
+
+@pytest.mark.parametrize("dataset", ["cub", "cars196", "sop", "inshop", "folder", "fashion-mnist"])
+def test_bad_data_root_gives_a_clear_error(dataset, tmp_path):
+    with pytest.raises(SystemExit, match="--data-root") as err:
+        compare.main(["--dataset", dataset, "--data-root", str(tmp_path / "missing")])
+    assert "expected" in str(err.value) and "downloaded" in str(err.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="--data-root"):
+        compare.main(["--dataset", dataset, "--data-root", str(empty)])
+
+
+def test_bad_hyperparameter_override():
+    with pytest.raises(SystemExit, match="LOSS.KEY=VALUE"):
+        compare.main(["--hp", "nonsense"])
+    with pytest.raises(SystemExit, match="no hyper-parameter"):
+        compare.main(["--hp", "htl.gamma=3"])
