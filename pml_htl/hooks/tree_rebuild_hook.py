@@ -5,12 +5,13 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, List, Optional
 
+import numpy as np
 import torch
 import tqdm
 from pytorch_metric_learning.utils import common_functions as c_f
 from torch.utils.data import DataLoader, Dataset
 
-from ..tree import ClassStatistics, HierarchicalClassTree
+from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
 from ..utils.validation import check_positive_int
 
 
@@ -77,6 +78,7 @@ class TreeRebuildHook:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.num_workers = check_positive_int(num_workers, "num_workers", minimum=0)
         self.normalize = normalize
+        check_tree_options(num_levels, linkage, level_start)
         self.tree_options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
         self.data_and_label_getter = data_and_label_getter or _default_getter
         self.collate_fn = collate_fn
@@ -113,15 +115,22 @@ class TreeRebuildHook:
     def __call__(self, trainer) -> bool:
         """PML ``end_of_epoch_hook``: rebuild from the trainer's models and labels."""
         models = [trainer.models["trunk"], trainer.models["embedder"]]
-
-        def embed(data):
-            return trainer.compute_embeddings(data)
+        level = trainer.label_hierarchy_level
 
         def labels_of(labels):
-            return c_f.process_label(labels, trainer.label_hierarchy_level, trainer.label_mapper)
+            return c_f.process_label(labels, level, trainer.label_mapper)
+
+        def sampler_labels_of(classes):
+            # the sampler holds 1-D labels of the trained level, not batch labels
+            if not isinstance(level, int):
+                raise ValueError(
+                    "an AnchorNeighborSampler needs a single label_hierarchy_level, "
+                    f"the trainer uses {level!r}"
+                )
+            return trainer.label_mapper(np.asarray(classes), level)
 
         getter = trainer.data_and_label_getter or self.data_and_label_getter
-        self._rebuild(models, embed, labels_of, getter)
+        self._rebuild(models, trainer.compute_embeddings, labels_of, getter, sampler_labels_of)
         return True
 
     def rebuild(
@@ -144,9 +153,19 @@ class TreeRebuildHook:
         def embed(data):
             return model(c_f.to_device(data, device=device))
 
-        return self._rebuild([model], embed, label_fn, self.data_and_label_getter)
+        sampler_labels_of = None
+        if label_fn is not None:
 
-    def _rebuild(self, models, embed, label_fn, getter) -> HierarchicalClassTree:
+            def sampler_labels_of(classes):
+                return torch.as_tensor(label_fn(torch.as_tensor(classes))).cpu().numpy()
+
+        return self._rebuild(
+            [model], embed, label_fn, self.data_and_label_getter, sampler_labels_of
+        )
+
+    def _rebuild(
+        self, models, embed, label_fn, getter, sampler_label_fn=None
+    ) -> HierarchicalClassTree:
         loader = DataLoader(
             self.dataset,
             batch_size=self.batch_size,
@@ -154,7 +173,8 @@ class TreeRebuildHook:
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
         )
-        was_training = [m.training for m in models]
+        # every submodule's mode, so a frozen BatchNorm stays frozen
+        modes = [(module, module.training) for m in models for module in m.modules()]
         statistics = None
         normalize = self._normalize()
         try:
@@ -173,15 +193,17 @@ class TreeRebuildHook:
                     batch_stats = ClassStatistics.from_embeddings(embeddings, labels, normalize)
                     statistics = batch_stats if statistics is None else statistics + batch_stats
         finally:
-            for m, mode in zip(models, was_training):
-                m.train(mode)
+            for module, mode in modes:
+                module.training = mode
         tree = HierarchicalClassTree(statistics, **self.tree_options)
-        self._hand_out(tree, label_fn)
+        self._hand_out(tree, sampler_label_fn)
         return tree
 
     def _hand_out(self, tree: HierarchicalClassTree, label_fn=None) -> None:
         """Give ``tree`` to every consumer, or to none if one of them refuses it."""
-        previous = [getattr(c, "tree", None) for c in self.consumers]
+        # update_tree only rebinds attributes, so a shallow copy of each
+        # consumer's attributes is a complete snapshot
+        snapshots = [dict(vars(c)) for c in self.consumers]
         try:
             for consumer in self.consumers:
                 if label_fn is not None and _takes_label_fn(consumer):
@@ -189,11 +211,10 @@ class TreeRebuildHook:
                 else:
                     consumer.update_tree(tree)
         except Exception:
-            for consumer, old in zip(self.consumers, previous):
-                if old is not None:
-                    consumer.update_tree(old)
-                elif callable(getattr(consumer, "clear_tree", None)):
-                    consumer.clear_tree()
+            for consumer, snapshot in zip(self.consumers, snapshots):
+                state = vars(consumer)
+                state.clear()
+                state.update(snapshot)
             raise
         self.tree = tree
         self.num_rebuilds += 1

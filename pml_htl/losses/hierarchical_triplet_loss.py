@@ -9,13 +9,15 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.reducers import MeanReducer
 
-from ..tree import LINKAGES, ClassStatistics, HierarchicalClassTree
+from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
 from ..utils.margins import check_distance, hinge_sign_and_scale, margin_matrix
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
 from ..utils.triplets import (
     all_triplet_hinge_sum,
     all_triplet_indices,
+    check_indices_tuple,
     convert_to_triplets,
+    pair_masks,
     same_class_masks,
     upcast_half,
 )
@@ -52,8 +54,10 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             the hinge is [cos_an - cos_ap + alpha / 2]_+.
         reducer: default ``MeanReducer``: the mean over all triplets, easy ones
             included, of half the hinge, i.e. the paper's 1/(2 Z_M). It is
-            computed in O(B M) memory and returned already reduced. Any other
-            reducer receives one loss per triplet: B (t - 1)(B - t) values.
+            computed in O(B M) memory and returned already reduced, also for
+            pair tuples (``CrossBatchMemory``). Any other reducer, or a
+            triplet ``indices_tuple``, gets one loss per triplet: with all
+            triplets that is B (t - 1)(B - t) values in memory.
 
     With ``ref_emb`` and no ``indices_tuple``, every reference sample of the
     anchor's class is a positive, including a copy of the anchor itself. As in
@@ -79,11 +83,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.beta = check_finite_number(beta, "beta")
         if tree_update_interval is not None:
             check_positive_int(tree_update_interval, "tree_update_interval")
-        check_positive_int(num_levels, "num_levels")
-        if linkage not in LINKAGES:
-            raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
-        if level_start not in (0, 1):
-            raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
+        check_tree_options(num_levels, linkage, level_start)
         self.tree = check_tree(tree)
         self.tree_update_interval = tree_update_interval
         self.tree_options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
@@ -132,19 +132,28 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         sign, scale = hinge_sign_and_scale(self.distance)
         offsets = (scale * alpha).to(dist.dtype)
 
-        if indices_tuple is None and type(self.reducer) is MeanReducer:
-            loss_dict = self._all_triplets_mean(dist, offsets, alpha, labels, ref_labels, sign)
+        B, M = dist.shape
+        masks = None
+        if indices_tuple is not None:
+            check_indices_tuple(indices_tuple, B, M)
+        if type(self.reducer) is MeanReducer:
+            if indices_tuple is None:
+                masks = same_class_masks(labels, ref_labels, remove_self)
+            elif len(indices_tuple) == 4:  # pairs, e.g. from CrossBatchMemory
+                masks = pair_masks(indices_tuple, B, M)
+        if masks is not None:
+            loss_dict = self._all_triplets_mean(dist, offsets, alpha, *masks, sign)
         else:
             if indices_tuple is None:
                 triplets = all_triplet_indices(*same_class_masks(labels, ref_labels, remove_self))
             else:
-                triplets = convert_to_triplets(indices_tuple, embeddings.shape[0])
+                triplets = convert_to_triplets(indices_tuple, B)
             loss_dict = self._per_triplet(dist, offsets, alpha, triplets, sign)
         self._maybe_update_own_tree(embeddings, labels)
         return loss_dict
 
-    def _all_triplets_mean(self, dist, offsets, alpha, labels, ref_labels, sign):
-        positive, negative = same_class_masks(labels, ref_labels, ref_labels is labels)
+    def _all_triplets_mean(self, dist, offsets, alpha, positive, negative, sign):
+        """Mean over every (a, p, n) with positive[a, p] and negative[a, n]."""
         pos_count, neg_count = positive.sum(1), negative.sum(1)
         num_triplets = int((pos_count * neg_count).sum())
         if num_triplets == 0:
@@ -208,8 +217,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         return state
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
-        super().set_extra_state(state)
+        # parse everything before assigning anything: a bad state changes nothing
+        tree = self.tree_from_extra_state(state)
         stats = state.get("statistics", {})
-        self.statistics = ClassStatistics.from_state_dict(stats) if stats else None
-        self.iteration = int(state.get("iteration", 0))
-        self.drop_in = bool(state.get("drop_in", self.drop_in))
+        statistics = ClassStatistics.from_state_dict(stats) if stats else None
+        iteration = int(state.get("iteration", 0))
+        drop_in = bool(state.get("drop_in", self.drop_in))
+        self.tree, self.statistics = tree, statistics
+        self.iteration, self.drop_in = iteration, drop_in

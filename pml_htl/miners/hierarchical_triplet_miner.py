@@ -12,7 +12,11 @@ from ..tree import HierarchicalClassTree
 from ..utils.margins import check_distance, hinge_sign_and_scale, margin_matrix
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
 from ..utils.triplets import all_triplet_indices, same_class_masks, upcast_half
-from ..utils.validation import check_embeddings_and_labels, check_finite_number
+from ..utils.validation import (
+    check_embeddings_and_labels,
+    check_finite_number,
+    check_positive_int,
+)
 
 
 class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
@@ -40,7 +44,7 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         check_distance(self.distance)
         self.tree = check_tree(tree)
         self.beta = check_finite_number(beta, "beta")
-        self.max_elements = max_elements
+        self.max_elements = check_positive_int(max_elements, "max_elements")
         self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
 
     def get_default_distance(self):

@@ -1,7 +1,11 @@
 """The class tree and its statistics: the one place that holds HTL's tree math."""
 
 from .class_statistics import ClassStatistics
-from .hierarchical_class_tree import MAX_SQUARED_DISTANCE, HierarchicalClassTree
+from .hierarchical_class_tree import (
+    MAX_SQUARED_DISTANCE,
+    HierarchicalClassTree,
+    check_tree_options,
+)
 from .linkage import LINKAGES
 
 __all__ = [
@@ -9,4 +13,5 @@ __all__ = [
     "HierarchicalClassTree",
     "LINKAGES",
     "MAX_SQUARED_DISTANCE",
+    "check_tree_options",
 ]

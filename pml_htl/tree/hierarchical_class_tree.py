@@ -27,13 +27,23 @@ _ROW_BLOCK = 1024
 DENSE_MAX_BYTES = 1 << 30
 
 
+def check_tree_options(num_levels: int, linkage: str, level_start: int) -> None:
+    """The tree's options, checked wherever they are taken (tree, loss, hook)."""
+    check_positive_int(num_levels, "num_levels")
+    if linkage not in LINKAGES:
+        raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+    if level_start not in (0, 1):
+        raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
+
+
 class HierarchicalClassTree:
     """Classes merged level by level at the thresholds d_0 < ... < d_L.
 
     Built from :class:`ClassStatistics` (``n_c``, ``S_c``, ``Q_c``) on their
-    device. The sequential merge loop itself runs on the CPU in float64; class
-    distances, nearest-class search and every lookup run on the statistics'
-    device.
+    device: class distances, the merge rounds, nearest-class search and every
+    lookup run there. The class-distance matrix is float64 up to 4,096 classes
+    and float32 above; past 1 GiB of matrix, average linkage runs from the
+    statistics alone (float32 search, float64 merge heights).
 
     Args:
         statistics: per-class statistics of the training set's embeddings.
@@ -62,11 +72,8 @@ class HierarchicalClassTree:
             raise TypeError(
                 f"statistics must be a ClassStatistics, got {type(statistics).__name__}"
             )
-        self.num_levels = check_positive_int(num_levels, "num_levels")
-        if linkage not in LINKAGES:
-            raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
-        if level_start not in (0, 1):
-            raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
+        check_tree_options(num_levels, linkage, level_start)
+        self.num_levels = int(num_levels)
         check_positive_int(num_neighbors, "num_neighbors")
         if statistics.num_classes < 2:
             raise ValueError(
@@ -295,8 +302,8 @@ class HierarchicalClassTree:
     # --------------------------------------------------------------- state
     def to(self, device) -> "HierarchicalClassTree":
         """This tree on ``device`` (``self`` when it is already there)."""
-        device = torch.device(device)
-        if device == self.device or (device.index is None and device.type == self.device.type):
+        device = torch.empty(0, device=device).device  # "cuda" -> "cuda:<current>"
+        if device == self.device:
             return self
         return HierarchicalClassTree.from_state_dict(
             {k: v.to(device) for k, v in self.state_dict().items()}

@@ -17,6 +17,11 @@ from ..tree import HierarchicalClassTree
 def check_distance(distance: BaseDistance) -> None:
     """HTL's alpha is a squared Euclidean distance: only distances with a known
     relation to it are accepted."""
+    if not distance.normalize_embeddings:
+        raise TypeError(
+            "distance must normalise embeddings (normalize_embeddings=True): the tree's "
+            "thresholds d_l run up to 4, the largest squared distance of unit vectors"
+        )
     if isinstance(distance, LpDistance):
         if distance.p != 2 or distance.power not in (1, 2):
             raise TypeError(
@@ -25,9 +30,9 @@ def check_distance(distance: BaseDistance) -> None:
                 f"distances, as printed in the paper), got p={distance.p}, power={distance.power}"
             )
     elif isinstance(distance, DotProductSimilarity):
-        if not distance.normalize_embeddings or distance.power != 1:
+        if distance.power != 1:
             raise TypeError(
-                "a similarity distance must normalise embeddings and have power=1 "
+                "a similarity distance must have power=1 "
                 "(for unit vectors d^2 = 2 - 2 cos, so alpha enters as alpha / 2)"
             )
     else:

@@ -37,6 +37,10 @@ class TreeConsumerMixin:
     def get_extra_state(self) -> Dict[str, Any]:
         return {"tree": {} if self.tree is None else self.tree.state_dict()}
 
-    def set_extra_state(self, state: Dict[str, Any]) -> None:
+    @staticmethod
+    def tree_from_extra_state(state: Dict[str, Any]) -> Optional[HierarchicalClassTree]:
         tree_state = state.get("tree", {})
-        self.tree = HierarchicalClassTree.from_state_dict(tree_state) if tree_state else None
+        return HierarchicalClassTree.from_state_dict(tree_state) if tree_state else None
+
+    def set_extra_state(self, state: Dict[str, Any]) -> None:
+        self.tree = self.tree_from_extra_state(state)

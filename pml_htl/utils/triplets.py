@@ -54,6 +54,42 @@ def all_triplet_indices(positive_mask: torch.Tensor, negative_mask: torch.Tensor
     return _expand_by_anchor(a1, p, a2, n, positive_mask.shape[0])
 
 
+def check_indices_tuple(indices_tuple, num_anchors: int, num_refs: int) -> None:
+    """indices_tuple: (a, p, n) or (a1, p, a2, n) of integer indices in range."""
+    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+        raise ValueError("indices_tuple must hold 3 (a, p, n) or 4 (a1, p, a2, n) tensors")
+    bounds = (
+        (num_anchors, num_refs, num_refs)
+        if len(indices_tuple) == 3
+        else (num_anchors, num_refs, num_anchors, num_refs)
+    )
+    for x, bound in zip(indices_tuple, bounds):
+        if not torch.is_tensor(x) or x.ndim != 1 or x.dtype.is_floating_point:
+            raise TypeError("indices_tuple must hold 1-D integer tensors")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= bound):
+            raise ValueError(f"indices_tuple holds an index outside [0, {bound})")
+    pairs = (
+        [indices_tuple[:3]] if len(indices_tuple) == 3 else [indices_tuple[:2], indices_tuple[2:]]
+    )
+    for group in pairs:
+        if len({len(x) for x in group}) != 1:
+            raise ValueError("indices_tuple: the tensors of a tuple must have equal lengths")
+
+
+def pair_masks(indices_tuple, num_anchors: int, num_refs: int):
+    """(positive, negative) (B, M) masks of a pair tuple (a1, p, a2, n), or None
+    when a pair repeats (then the masks would count it once, the triplets twice)."""
+    a1, p, a2, n = indices_tuple
+    masks = []
+    for a, r in ((a1, p), (a2, n)):
+        mask = torch.zeros(num_anchors, num_refs, dtype=torch.bool, device=a.device)
+        mask[a, r] = True
+        if int(mask.sum()) != len(a):
+            return None
+        masks.append(mask)
+    return tuple(masks)
+
+
 def convert_to_triplets(indices_tuple, num_anchors: int) -> Triplets:
     """PML's pair (a1, p, a2, n) or triplet tuple as triplets, every (a, p, n)
     sharing an anchor, in memory linear in their number."""
