@@ -10,7 +10,12 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.reducers import MeanReducer
 
 from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
-from ..utils.margins import check_distance, hinge_sign_and_scale, margin_matrix
+from ..utils.margins import (
+    check_distance,
+    distance_matrix,
+    hinge_sign_and_scale,
+    margin_matrix,
+)
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
 from ..utils.triplets import (
     all_triplet_hinge_sum,
@@ -19,7 +24,6 @@ from ..utils.triplets import (
     convert_to_triplets,
     pair_masks,
     same_class_masks,
-    upcast_half,
 )
 from ..utils.validation import (
     check_embeddings_and_labels,
@@ -126,11 +130,14 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         remove_self = ref_labels is labels  # PML's rule (identity, not equality)
         tree = self.tree_on(embeddings.device)
-        alpha = margin_matrix(tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in)
-        emb, ref = upcast_half(embeddings), upcast_half(ref_emb)
-        dist = self.distance(emb, None if ref_emb is embeddings else ref)
+        dist = distance_matrix(
+            self.distance, embeddings, None if ref_emb is embeddings else ref_emb
+        )
+        alpha = margin_matrix(
+            tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in, dtype=dist.dtype
+        )
         sign, scale = hinge_sign_and_scale(self.distance)
-        offsets = (scale * alpha).to(dist.dtype)
+        offsets = alpha if scale == 1 else scale * alpha
 
         B, M = dist.shape
         masks = None

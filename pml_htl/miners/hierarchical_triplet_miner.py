@@ -9,9 +9,14 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.miners import BaseMiner
 
 from ..tree import HierarchicalClassTree
-from ..utils.margins import check_distance, hinge_sign_and_scale, margin_matrix
+from ..utils.margins import (
+    check_distance,
+    distance_matrix,
+    hinge_sign_and_scale,
+    margin_matrix,
+)
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
-from ..utils.triplets import all_triplet_indices, same_class_masks, upcast_half
+from ..utils.triplets import all_triplet_indices, same_class_masks
 from ..utils.validation import (
     check_embeddings_and_labels,
     check_finite_number,
@@ -60,13 +65,15 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
 
     def mine(self, embeddings, labels, ref_emb, ref_labels):
         remove_self = ref_labels is labels
-        alpha = margin_matrix(
-            self.tree_on(embeddings.device), labels, ref_labels, self.beta, allow_unknown=False
+        dist = distance_matrix(
+            self.distance, embeddings, None if ref_emb is embeddings else ref_emb
         )
-        ref = None if ref_emb is embeddings else upcast_half(ref_emb)
-        dist = self.distance(upcast_half(embeddings), ref)
+        tree = self.tree_on(embeddings.device)
+        alpha = margin_matrix(
+            tree, labels, ref_labels, self.beta, allow_unknown=False, dtype=dist.dtype
+        )
         sign, scale = hinge_sign_and_scale(self.distance)
-        offsets = (scale * alpha).to(dist.dtype)
+        offsets = alpha if scale == 1 else scale * alpha
         positive, negative = same_class_masks(labels, ref_labels, remove_self)
         per_anchor = positive.sum(1) * negative.sum(1)
         found = []

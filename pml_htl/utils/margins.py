@@ -12,6 +12,7 @@ from pytorch_metric_learning.distances import (
 )
 
 from ..tree import HierarchicalClassTree
+from .triplets import upcast_half
 
 
 def check_distance(distance: BaseDistance) -> None:
@@ -51,19 +52,42 @@ def hinge_sign_and_scale(distance: BaseDistance):
     return (-1.0, 0.5) if distance.is_inverted else (1.0, 1.0)
 
 
+def distance_matrix(
+    distance: BaseDistance, embeddings: torch.Tensor, ref_emb: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """(B, M) distances in float32 or wider (``ref_emb=None``: among ``embeddings``).
+
+    For the default squared Euclidean distance of unit vectors this is
+    2 - 2 x . y from one matrix product: the same values as PML's cdist-then-
+    square (which also expands the square), without a sqrt to differentiate.
+    """
+    embeddings = upcast_half(embeddings)
+    ref_emb = None if ref_emb is None else upcast_half(ref_emb)
+    if type(distance) is LpDistance and distance.p == 2 and distance.power == 2:
+        x = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+        y = x if ref_emb is None else torch.nn.functional.normalize(ref_emb, p=2, dim=1)
+        return (2 - 2 * x @ y.T).clamp(min=0)
+    return distance(embeddings, ref_emb)
+
+
 def margin_matrix(
     tree: Optional[HierarchicalClassTree],
     labels: torch.Tensor,
     ref_labels: torch.Tensor,
     beta: float,
     allow_unknown: bool,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree."""
+    """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree.
+
+    Computed once per pair of classes present, then spread to the samples in
+    ``dtype``.
+    """
     if tree is None:
         return torch.full(
-            (labels.shape[0], ref_labels.shape[0]),
-            beta,
-            dtype=torch.float64,
-            device=labels.device,
+            (labels.shape[0], ref_labels.shape[0]), beta, dtype=dtype, device=labels.device
         )
-    return tree.margin(labels[:, None], ref_labels[None, :], beta, allow_unknown=allow_unknown)
+    classes, inverse = torch.unique(labels, return_inverse=True)
+    ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
+    table = tree.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown=allow_unknown)
+    return table.to(dtype)[inverse][:, ref_inverse]

@@ -113,11 +113,14 @@ class AllTripletHingeSum(torch.autograd.Function):
     """sum over all (a, p, n) of [u_ap + v_an]_+ for a (B, M) distance matrix.
 
     u_ap = sign * dist[a, p] over positives, v_an = offsets[a, n] - sign * dist[a, n]
-    over negatives. For each anchor the negatives' v are sorted once, so the
-    B (t - 1)(B - t) terms are never stored: each positive's active negatives
-    are found by binary search and summed from prefix sums (float64). The
-    gradient of a hinge sum is a count of active terms, which is computed in
-    the forward pass and stored as one (B, M) matrix.
+    over negatives. The B (t - 1)(B - t) terms are never stored (sums are
+    accumulated in float64). Per anchor the
+    few positives are sorted; for each negative, c_an = #{p : u_ap > -v_an}
+    (a binary search) says that exactly the c_an largest u_ap are active, so
+    the negative contributes c_an v_an + (sum of the c_an largest u_ap). The
+    gradient of a hinge sum is a count of active terms: c_an for v_an, and
+    #{n : c_an >= rank of p} for u_ap (a per-row histogram of c). It is
+    computed in the forward pass and stored as one (B, M) matrix.
 
     Returns (sum, number of active terms).
     """
@@ -133,31 +136,27 @@ class AllTripletHingeSum(torch.autograd.Function):
         neg_inf = float("-inf")
         for start in range(0, B, rows_per_chunk):
             rows = slice(start, start + rows_per_chunk)
-            max_pos = int(num_pos[rows].max()) if B else 0
-            if max_pos == 0:
+            P = int(num_pos[rows].max()) if B else 0
+            if P == 0:
                 continue
             d = dist[rows]
             u = torch.where(positive_mask[rows], sign * d, neg_inf)
+            u_top, u_pos = torch.topk(u, P, dim=1)  # descending; padding -inf
             v = torch.where(negative_mask[rows], offsets[rows] - sign * d, neg_inf)
-            u_top, u_pos = torch.topk(u, max_pos, dim=1)  # positives first, padding -inf
-            v_sorted = torch.sort(v, dim=1).values
-            # active negatives of each positive: v_an > -u_ap
-            k = M - torch.searchsorted(v_sorted, -u_top, right=True)
-            prefix = torch.zeros(v_sorted.shape[0], M + 1, dtype=torch.float64, device=d.device)
-            torch.cumsum(
-                torch.where(torch.isfinite(v_sorted), v_sorted, 0).double(),
-                1,
-                out=prefix[:, 1:],
-            )
-            top_k_sum = prefix[:, M:] - prefix.gather(1, M - k)
-            has = k > 0
-            total += torch.where(has, k * u_top.double() + top_k_sum, 0).sum()
-            active += k.sum()
-            # active positives of each negative: u_ap > -v_an
-            count_n = max_pos - torch.searchsorted(u_top.flip(1).contiguous(), -v, right=True)
+            # c = number of positives active with each negative (0 off the negatives)
+            c = P - torch.searchsorted(u_top.flip(1).contiguous(), -v, right=True)
+            top_sums = torch.zeros(u_top.shape[0], P + 1, dtype=d.dtype, device=d.device)
+            torch.cumsum(torch.where(torch.isfinite(u_top), u_top, 0), 1, out=top_sums[:, 1:])
+            terms = torch.where(c > 0, c * v + top_sums.gather(1, c), 0)
+            total += terms.sum(dtype=torch.float64)
+            active += c.sum()
+            # positive of rank r is active with the negatives whose c >= r
+            hist = torch.zeros(u_top.shape[0], P + 1, dtype=torch.long, device=d.device)
+            hist.scatter_add_(1, c, torch.ones_like(c))
+            k = hist[:, 1:].flip(1).cumsum(1).flip(1)
             g = grad[rows]
             g.scatter_add_(1, u_pos, (sign * k).to(g.dtype))
-            g -= sign * torch.where(negative_mask[rows], count_n, 0).to(g.dtype)
+            g.sub_(c.to(g.dtype), alpha=sign)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(active)
         return total.to(dist.dtype), active
