@@ -395,6 +395,8 @@ def run_one(
         "train_seconds": train_s,
         "tree_seconds": timing["tree_s"],
         "seconds_per_iteration": train_s / iterations,
+        "git_commit": git_commit(),
+        "device": describe_device(device),
     }
 
 
@@ -443,10 +445,11 @@ def markdown_table(table, cfg) -> str:
             )
             cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
         spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
+        tree_s = row.get("tree_seconds", (0.0, 0))[0]
         lines.append(
             f"| {LOSS_TITLES[loss]} | "
             + " | ".join(cells)
-            + f" | {spi:.3f} | {len(row['seeds'])} |"
+            + f" | {spi:.3f} | {tree_s:.0f} | {len(row['seeds'])} |"
         )
     return "\n".join(lines) + "\n"
 

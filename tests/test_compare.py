@@ -54,6 +54,8 @@ def test_end_to_end_outputs(folder_root, tmp_path):
     assert len(csv_lines) == 1 + 4 and csv_lines[0].startswith("loss,seed,recall_at_1")
     md = (out / "results.md").read_text()
     assert "| R@1 |" in md and "Triplet" in md and "HTL" in md and "±" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert "tree s" in table[0] and len({line.count("|") for line in table}) == 1
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -67,9 +67,7 @@ def test_failed_hand_out_with_label_fn_restores_the_sampler(blob_dataset):
     np.testing.assert_array_equal(sampler.neighbors, old_neighbors)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [dict(num_levels=0), dict(linkage="ward"), dict(level_start=2)]
-)
+@pytest.mark.parametrize("kwargs", [dict(num_levels=0), dict(linkage="ward"), dict(level_start=2)])
 def test_hook_rejects_bad_tree_options_at_construction(blob_dataset, kwargs):
     """Bad tree options must fail when the hook is made, not after a whole
     embedding pass of the training set at the end of the first epoch."""

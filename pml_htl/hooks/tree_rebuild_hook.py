@@ -9,9 +9,10 @@ import numpy as np
 import torch
 import tqdm
 from pytorch_metric_learning.utils import common_functions as c_f
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
+from ..utils.distributed import all_reduce_statistics, check_same_tree, world
 from ..utils.validation import check_positive_int
 
 
@@ -41,7 +42,10 @@ class TreeRebuildHook:
     restores every model's previous mode, builds the tree on the model's
     device from the class statistics, and hands the tree to every registered
     consumer (loss, miner, sampler: anything with ``update_tree``). Registering
-    a loss turns its drop-in updates off.
+    a loss turns its drop-in updates off. Under torch.distributed each rank
+    embeds its shard of the data set (every sample once), the class
+    statistics are summed across ranks in one all-reduce, and the ranks'
+    trees are checked to be identical.
 
     Args:
         dataset: the training set without training augmentation, giving
@@ -166,8 +170,15 @@ class TreeRebuildHook:
     def _rebuild(
         self, models, embed, label_fn, getter, sampler_label_fn=None
     ) -> HierarchicalClassTree:
+        rank, size = world()
+        dataset = self.dataset
+        if size > 1:
+            # each rank embeds its own shard; no padding, so no sample counts twice
+            if len(dataset) < size:
+                raise ValueError(f"dataset has {len(dataset)} samples for {size} ranks")
+            dataset = Subset(dataset, range(rank, len(dataset), size))
         loader = DataLoader(
-            self.dataset,
+            dataset,
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
@@ -195,9 +206,23 @@ class TreeRebuildHook:
         finally:
             for module, mode in modes:
                 module.training = mode
+        if size > 1:
+            statistics = all_reduce_statistics(statistics, self._class_index(label_fn))
         tree = HierarchicalClassTree(statistics, **self.tree_options)
+        check_same_tree(tree)
         self._hand_out(tree, sampler_label_fn)
         return tree
+
+    def _class_index(self, label_fn) -> Optional[torch.Tensor]:
+        """The class index every rank shares: the data set's labels as the loss
+        sees them (None when the data set does not list its labels)."""
+        labels = getattr(self.dataset, "labels", None)
+        if labels is None:
+            return None
+        labels = torch.as_tensor(np.asarray(labels))
+        if label_fn is not None:
+            labels = torch.as_tensor(np.asarray(label_fn(labels)))
+        return torch.unique(labels.long())
 
     def _hand_out(self, tree: HierarchicalClassTree, label_fn=None) -> None:
         """Give ``tree`` to every consumer, or to none if one of them refuses it."""

@@ -10,6 +10,7 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.reducers import MeanReducer
 
 from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
+from ..utils.distributed import all_reduce_statistics, check_same_tree, statistics_agree
 from ..utils.margins import (
     check_distance,
     distance_matrix,
@@ -49,7 +50,9 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             from the statistics of the detached embeddings seen in training
             mode every this many iterations (default 100), then start fresh
             statistics. ``None`` disables drop-in mode. Until a class has
-            statistics in the tree its margin is beta.
+            statistics in the tree its margin is beta. Under torch.distributed
+            the ranks' statistics are summed when they differ, so every rank
+            builds the same tree.
         num_levels, linkage, level_start: L and the tree options of the
             drop-in trees (see :class:`~pml_htl.HierarchicalClassTree`).
         distance: default ``LpDistance(power=2)`` (normalised, squared
@@ -208,10 +211,16 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.iteration += 1
         if self.iteration % self.tree_update_interval:
             return
+        statistics = self.statistics
+        if not statistics_agree(statistics):
+            # each rank saw its own batches (e.g. DistributedLossWrapper(efficient=True)):
+            # sum them; ranks that saw the gathered batch already agree
+            statistics = all_reduce_statistics(statistics)
         try:
-            tree = HierarchicalClassTree(self.statistics, **self.tree_options)
+            tree = HierarchicalClassTree(statistics, **self.tree_options)
         except ValueError:
             return  # too few classes or samples so far: keep accumulating
+        check_same_tree(tree)
         self.tree, self.statistics = tree, None
 
     def get_extra_state(self) -> Dict[str, Any]:

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..tree import HierarchicalClassTree
+from ..utils.distributed import world
 from ..utils.tree_consumer import check_tree
 from ..utils.validation import check_positive_int
 
@@ -48,6 +49,12 @@ class AnchorNeighborSampler(Sampler[int]):
         seed: makes the batches reproducible (pass ``k`` of a run uses the
             generator seeded with (seed, k); see ``set_epoch``). ``None`` draws
             from torch's global generator.
+        num_replicas, rank: distributed mode (default: from torch.distributed).
+            Every rank draws the same global batches from the shared seed
+            (rank 0's, broadcast when ``seed`` is None) and yields its own
+            slice of l' m / num_replicas classes, t samples each; then
+            ``batch_size`` is the per-rank batch and the gathered global batch
+            is exactly an A-N batch. Call ``set_epoch`` on every rank.
     """
 
     def __init__(
@@ -59,6 +66,8 @@ class AnchorNeighborSampler(Sampler[int]):
         tree: Optional[HierarchicalClassTree] = None,
         length_before_new_iter: Optional[int] = None,
         seed: Optional[int] = None,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
     ):
         self.labels = _labels_as_numpy(labels)
         if self.labels.size == 0:
@@ -80,14 +89,34 @@ class AnchorNeighborSampler(Sampler[int]):
                 f"anchors_per_batch * classes_per_anchor = {self.classes_per_batch} classes "
                 f"per batch, but labels hold only {len(self.classes)} classes"
             )
-        self.batch_size = self.classes_per_batch * self.samples_per_class
+        self.global_batch_size = self.classes_per_batch * self.samples_per_class
+        default_rank, default_replicas = world()
+        self.num_replicas = check_positive_int(
+            default_replicas if num_replicas is None else num_replicas, "num_replicas"
+        )
+        self.rank = check_positive_int(default_rank if rank is None else rank, "rank", minimum=0)
+        if self.rank >= self.num_replicas:
+            raise ValueError(f"rank={self.rank} must be below num_replicas={self.num_replicas}")
+        if self.classes_per_batch % self.num_replicas:
+            raise ValueError(
+                f"l' m = {self.classes_per_batch} classes per global batch cannot be split "
+                f"evenly over num_replicas={self.num_replicas} ranks"
+            )
+        if self.num_replicas > 1 and self.seed is None:
+            if world()[1] == 1:
+                raise ValueError(
+                    "seed is required for num_replicas > 1 outside a process group "
+                    "(every rank must draw the same global batches)"
+                )
+            self.seed = _shared_seed()
+        self.batch_size = self.global_batch_size // self.num_replicas
         if length_before_new_iter is None:
             length_before_new_iter = len(self.labels)
         check_positive_int(length_before_new_iter, "length_before_new_iter")
-        if length_before_new_iter < self.batch_size:
+        if length_before_new_iter < self.global_batch_size:
             raise ValueError(
                 f"length_before_new_iter={length_before_new_iter} is smaller than one "
-                f"batch of l' m t = {self.batch_size} indices"
+                f"batch of l' m t = {self.global_batch_size} indices"
             )
         self.length_before_new_iter = length_before_new_iter
         self.neighbors: Optional[np.ndarray] = None
@@ -135,7 +164,8 @@ class AnchorNeighborSampler(Sampler[int]):
         self.epoch = check_positive_int(epoch, "epoch", minimum=0)
 
     def __len__(self) -> int:
-        return (self.length_before_new_iter // self.batch_size) * self.batch_size
+        """Indices this rank yields per pass: whole (per-rank) batches."""
+        return (self.length_before_new_iter // self.global_batch_size) * self.batch_size
 
     def _generator(self) -> np.random.Generator:
         if self.seed is None:
@@ -168,11 +198,25 @@ class AnchorNeighborSampler(Sampler[int]):
         rng = self._generator()
         self.epoch += 1
         t = self.samples_per_class
+        share = self.classes_per_batch // self.num_replicas
+        mine = slice(self.rank * share, (self.rank + 1) * share)
         out = np.empty(len(self), dtype=np.int64)
         for b in range(len(self) // self.batch_size):
             pos = b * self.batch_size
-            for c in self._batch_classes(rng):
+            # every rank draws the whole global batch, so the generators stay in step
+            for i, c in enumerate(self._batch_classes(rng)):
                 members = self.indices_per_class[c]
-                out[pos : pos + t] = rng.choice(members, t, replace=len(members) < t)
-                pos += t
+                drawn = rng.choice(members, t, replace=len(members) < t)
+                if mine.start <= i < mine.stop:
+                    out[pos : pos + t] = drawn
+                    pos += t
         return iter(out.tolist())
+
+
+def _shared_seed() -> int:
+    """A random seed drawn on rank 0 and broadcast to every rank."""
+    seed = torch.randint(2**62, (1,))
+    if torch.distributed.get_backend() == "nccl":
+        seed = seed.cuda()
+    torch.distributed.broadcast(seed, src=0)
+    return int(seed.item())

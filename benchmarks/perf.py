@@ -1,0 +1,468 @@
+"""Speed and memory of HTL's pieces, as ratios against baselines measured in the same run.
+
+    python benchmarks/perf.py            # every comparison (a few minutes on 2 CPU cores)
+    python benchmarks/perf.py --quick    # about a minute: smaller sizes
+    python benchmarks/perf.py --device cuda
+
+Each comparison runs in fresh subprocesses, so peak memory is the increase of
+the process's maximum resident set (CPU) or of torch's peak allocation (CUDA)
+over the process's own baseline after imports and warm-up, measured the same
+way for both sides. Times are medians of --repeats runs after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --------------------------------------------------------------------------- workers
+def _peak_bytes(device: str) -> int:
+    import resource
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], Any], repeats: int, device: str) -> List[float]:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _loss_worker(args: Dict[str, Any]) -> Dict[str, Any]:
+    import torch
+
+    from pml_htl import HierarchicalClassTree, losses
+
+    device, B, t, D = args["device"], args["batch"], args["per_class"], args["dim"]
+    torch.manual_seed(0)
+    C = B // t
+    labels = torch.arange(C, device=device).repeat_interleave(t)
+    emb = torch.randn(B, D, device=device, requires_grad=True)
+    if args["which"] == "htl":
+        g = torch.randn(C * 5, D, device=device)
+        tree = HierarchicalClassTree.from_embeddings(
+            g, torch.arange(C, device=device).repeat_interleave(5)
+        )
+        loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    else:
+        loss_fn = losses.TripletMarginLoss()
+
+    def step():
+        emb.grad = None
+        loss_fn(emb, labels).backward()
+
+    # warm-up on a tiny batch, so the baseline holds the imports and kernels
+    small = torch.randn(8, D, device=device, requires_grad=True)
+    loss_fn(small, labels[:8]).backward()
+    _reset_peak(device)
+    baseline = _peak_bytes(device)
+    step()  # warm-up at full size, also the peak-memory measurement
+    peak = _peak_bytes(device) - baseline
+    return {"times": _timed(step, args["repeats"], device), "peak_bytes": peak}
+
+
+def _class_statistics(C: int, D: int, n: int, device: str):
+    """Equal-size classes of unit vectors around clustered centres."""
+    import torch
+
+    from pml_htl import ClassStatistics
+
+    g = torch.Generator().manual_seed(0)
+    supers = torch.nn.functional.normalize(torch.randn(64, D, generator=g), dim=1)
+    which = torch.randint(64, (C,), generator=g)
+    centres = torch.nn.functional.normalize(
+        supers[which] + 0.7 * torch.randn(C, D, generator=g) / D**0.5, dim=1
+    )
+    radius = 0.7 + 0.2 * torch.rand(C, generator=g)
+    means = centres * radius[:, None]
+    return ClassStatistics(
+        torch.arange(C),
+        torch.full((C,), float(n), dtype=torch.float64),
+        (means * n).double(),
+        torch.full((C,), float(n), dtype=torch.float64),
+    ).to(device)
+
+
+def _tree_worker(args: Dict[str, Any]) -> Dict[str, Any]:
+    import numpy as np
+
+    from pml_htl import HierarchicalClassTree
+
+    C, D, device = args["classes"], args["dim"], args["device"]
+    stats = _class_statistics(C, D, 5, device)
+    small = _class_statistics(50, D, 5, device)
+    if args["which"] == "htl":
+        HierarchicalClassTree(small)
+        _reset_peak(device)
+        baseline = _peak_bytes(device)
+        start = time.perf_counter()
+        tree = HierarchicalClassTree(stats)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        out = {"seconds": seconds, "peak_bytes": _peak_bytes(device) - baseline}
+        if args.get("save_levels"):
+            np.save(args["save_levels"], tree.level_assignments.cpu().numpy())
+            np.save(args["save_levels"] + ".thresholds.npy", tree.thresholds.cpu().numpy())
+        return out
+    from scipy.cluster.hierarchy import cut_tree, linkage  # noqa: F401
+    from scipy.spatial.distance import pdist
+
+    def scipy_tree(s):
+        means = (s.sums / s.counts[:, None]).cpu().numpy()
+        offsets = (s.squared_norms / s.counts).cpu().numpy() - (means**2).sum(1)
+        condensed = pdist(means, "sqeuclidean")
+        i, j = np.triu_indices(len(means), k=1)
+        condensed += offsets[i] + offsets[j]
+        del i, j
+        return linkage(condensed, method="average")
+
+    scipy_tree(small)
+    baseline = _peak_bytes("cpu")
+    start = time.perf_counter()
+    Z = scipy_tree(stats)
+    seconds = time.perf_counter() - start
+    out = {"seconds": seconds, "peak_bytes": _peak_bytes("cpu") - baseline}
+    if args.get("save_levels"):
+        np.save(args["save_levels"], Z)
+    return out
+
+
+def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
+    import torch
+
+    from pml_htl import hooks, losses
+
+    N, D, C, device = args["samples"], args["dim"], args["classes"], args["device"]
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(N, 3, 32, 32, generator=g)
+    labels = torch.arange(N) % C
+    dataset = torch.utils.data.TensorDataset(data, labels)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(512, D),
+    ).to(device)
+    bs = 256
+
+    def plain_pass():
+        model.eval()
+        loader = torch.utils.data.DataLoader(dataset, batch_size=bs)
+        with torch.no_grad():
+            for x, _ in loader:
+                model(x.to(device))
+
+    hook = hooks.TreeRebuildHook(
+        dataset, consumers=[losses.HierarchicalTripletLoss()], batch_size=bs, progress=False
+    )
+
+    def rebuild():
+        hook.rebuild(model)
+
+    fn = rebuild if args["which"] == "htl" else plain_pass
+    fn()
+    return {"times": _timed(fn, args["repeats"], device)}
+
+
+def _sampler_worker(args: Dict[str, Any]) -> Dict[str, Any]:
+    import numpy as np
+
+    from pml_htl import HierarchicalClassTree, samplers
+
+    N, C, D = args["samples"], args["classes"], args["dim"]
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.arange(C), rng.integers(0, C, N - C)])
+    tree = HierarchicalClassTree(_class_statistics(C, D, 5, "cpu"))
+    start = time.perf_counter()
+    sampler = samplers.AnchorNeighborSampler(labels, 4, 4, 4, tree=tree, seed=0)
+    setup = time.perf_counter() - start
+    times = _timed(lambda: list(iter(sampler)), args["repeats"], "cpu")
+    return {"times": times, "setup_seconds": setup, "epoch_indices": len(sampler)}
+
+
+def _dropin_worker(args: Dict[str, Any]) -> Dict[str, Any]:
+    import torch
+
+    from pml_htl import HierarchicalClassTree, losses
+
+    B, t, D, C, steps = args["batch"], 4, args["dim"], args["classes"], args["steps"]
+    device = args["device"]
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(8):
+        classes = torch.randperm(C, generator=g)[: B // t]
+        batches.append(classes.repeat_interleave(t).to(device))
+    emb = torch.randn(B, D, device=device, requires_grad=True)
+    if args["which"] == "htl":
+        loss_fn = losses.HierarchicalTripletLoss()  # drop-in: its own tree every 100 steps
+    else:
+        stats_all = torch.randn(C * 3, D, generator=g).to(device)
+        tree = HierarchicalClassTree.from_embeddings(
+            stats_all, torch.arange(C, device=device).repeat(3)
+        )
+        loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+
+    def run():
+        for i in range(steps):
+            emb.grad = None
+            loss_fn(emb, batches[i % len(batches)]).backward()
+
+    run()
+    return {"times": _timed(run, args["repeats"], device)}
+
+
+WORKERS = {
+    "loss": _loss_worker,
+    "tree": _tree_worker,
+    "hook": _hook_worker,
+    "sampler": _sampler_worker,
+    "dropin": _dropin_worker,
+}
+
+
+def _subprocess(kind: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- comparisons
+def median(xs: List[float]) -> float:
+    return statistics.median(xs)
+
+
+def compare_loss(cfg, B: int, t: int, rows: list) -> None:
+    base = dict(device=cfg.device, batch=B, per_class=t, dim=512, repeats=cfg.repeats)
+    htl = _subprocess("loss", dict(base, which="htl"))
+    pml = _subprocess("loss", dict(base, which="triplet", repeats=max(1, cfg.repeats // 2)))
+    rows.append(
+        (
+            f"loss step B={B}, t={t} (fwd+bwd, D=512)",
+            "PML TripletMarginLoss",
+            median(htl["times"]),
+            median(pml["times"]),
+            htl["peak_bytes"],
+            pml["peak_bytes"],
+        )
+    )
+
+
+def compare_tree(cfg, C: int, rows: list, check_levels: bool) -> Dict[str, Any]:
+    import numpy as np
+
+    levels_path = os.path.join(cfg.scratch, f"levels_{C}.npy")
+    scipy_path = os.path.join(cfg.scratch, f"scipy_{C}.npy")
+    args = dict(classes=C, dim=512, device=cfg.device)
+    htl = _subprocess("tree", dict(args, which="htl", save_levels=levels_path))
+    extra = {}
+    if check_levels:
+        ref = _subprocess("tree", dict(args, which="scipy", device="cpu", save_levels=scipy_path))
+        rows.append(
+            (
+                f"tree build C={C}, D=512",
+                "scipy pdist + average linkage",
+                htl["seconds"],
+                ref["seconds"],
+                htl["peak_bytes"],
+                ref["peak_bytes"],
+            )
+        )
+        from scipy.cluster.hierarchy import fcluster
+
+        ours = np.load(levels_path)
+        thresholds = np.load(levels_path + ".thresholds.npy")
+        Z = np.load(scipy_path)
+        same = True
+        for level, d in enumerate(thresholds):
+            # ours: merged when height < d_l; fcluster merges when height <= t
+            theirs = fcluster(Z, np.nextafter(d, -np.inf), criterion="distance")
+            same &= _same_partition(ours[level], theirs)
+        extra["identical_merge_levels"] = bool(same)
+    else:
+        rows.append(
+            (
+                f"tree build C={C}, D=512",
+                "(limits: 10 min, 4 GB)",
+                htl["seconds"],
+                float("nan"),
+                htl["peak_bytes"],
+                float("nan"),
+            )
+        )
+    return extra
+
+
+def _same_partition(a, b) -> bool:
+    import numpy as np
+
+    pairs = np.unique(np.stack([a, b], 1), axis=0)
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+def compare_hook(cfg, rows: list) -> None:
+    args = dict(samples=cfg.hook_samples, dim=512, classes=500, device=cfg.device)
+    args["repeats"] = cfg.repeats
+    htl = _subprocess("hook", dict(args, which="htl"))
+    plain = _subprocess("hook", dict(args, which="plain"))
+    rows.append(
+        (
+            f"tree-rebuild hook, {cfg.hook_samples} images",
+            "plain inference pass",
+            median(htl["times"]),
+            median(plain["times"]),
+            None,
+            None,
+        )
+    )
+
+
+def measure_sampler(cfg, rows: list) -> None:
+    r = _subprocess(
+        "sampler",
+        dict(samples=59551, classes=11318, dim=512, repeats=cfg.repeats),
+    )
+    rows.append(
+        (
+            "A-N sampler, one epoch at SOP's shape",
+            "target 1 s",
+            median(r["times"]),
+            1.0,
+            None,
+            None,
+        )
+    )
+
+
+def compare_dropin(cfg, rows: list) -> None:
+    args = dict(batch=256, dim=512, classes=2000, steps=100, device=cfg.device, repeats=1)
+    htl = _subprocess("dropin", dict(args, which="htl"))
+    fixed = _subprocess("dropin", dict(args, which="fixed"))
+    rows.append(
+        (
+            "drop-in mode, 100 steps incl. one rebuild (B=256)",
+            "the same loss with a fixed tree",
+            median(htl["times"]),
+            median(fixed["times"]),
+            None,
+            None,
+        )
+    )
+
+
+TARGETS = {
+    "loss step B=1024": ("time <= 0.05x, memory <= 0.25x", 0.05, 0.25),
+    "loss step B=256": ("time <= 0.5x", 0.5, None),
+    "tree build C=11318": ("time <= 0.25x, memory <= 0.33x", 0.25, 0.33),
+    "tree-rebuild hook": ("time <= 1.1x", 1.1, None),
+    "A-N sampler": ("<= 1 s", 1.0, None),
+    "drop-in": ("time <= 1.05x", 1.05, None),
+}
+
+
+def format_rows(rows) -> str:
+    def mb(x):
+        return "–" if x is None or x != x else f"{x / 2**20:.0f} MB"
+
+    lines = [
+        "| comparison | baseline | ours (s) | baseline (s) | time ratio | ours mem | "
+        "baseline mem | mem ratio | target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, base, t_ours, t_base, m_ours, m_base in rows:
+        ratio = t_ours / t_base if t_base == t_base else float("nan")
+        mem_ratio = (
+            m_ours / m_base
+            if m_ours is not None and m_base not in (None, 0) and m_base == m_base
+            else None
+        )
+        target = next((v[0] for k, v in TARGETS.items() if name.startswith(k)), "")
+        lines.append(
+            f"| {name} | {base} | {t_ours:.3f} | "
+            + ("–" if t_base != t_base else f"{t_base:.3f}")
+            + f" | {ratio:.3f} | {mb(m_ours)} | {mb(m_base)} | "
+            + ("–" if mem_ratio is None else f"{mem_ratio:.2f}")
+            + f" | {target} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-100k", action="store_true", help="skip the C=100,000 tree build")
+    p.add_argument("--out", default=None, help="write the table (Markdown) here too")
+    cfg = p.parse_args(argv)
+    cfg.scratch = os.path.join(ROOT, "results", "perf_scratch")
+    os.makedirs(cfg.scratch, exist_ok=True)
+    cfg.hook_samples = 2000 if cfg.quick else 20000
+    rows: list = []
+    notes = {}
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {cfg.device}")
+    compare_loss(cfg, 256, 4, rows)
+    compare_loss(cfg, 512 if cfg.quick else 1024, 8, rows)
+    notes.update(compare_tree(cfg, 2000 if cfg.quick else 11318, rows, check_levels=True))
+    if not (cfg.quick or cfg.skip_100k):
+        compare_tree(cfg, 100000, rows, check_levels=False)
+    compare_hook(cfg, rows)
+    measure_sampler(cfg, rows)
+    compare_dropin(cfg, rows)
+    table = format_rows(rows)
+    text = table + "".join(f"\n{k}: {v}" for k, v in notes.items()) + "\n"
+    print(text)
+    if cfg.out:
+        with open(cfg.out, "w") as f:
+            f.write(text)
+    return text
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        sys.path.insert(0, ROOT)
+        result = WORKERS[sys.argv[2]](json.loads(sys.argv[3]))
+        print(json.dumps(result))
+    else:
+        main()
