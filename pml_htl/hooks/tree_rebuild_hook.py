@@ -201,17 +201,24 @@ class TreeRebuildHook:
                         labels = label_fn(labels)
                     embeddings = embed(data)
                     labels = torch.as_tensor(labels).to(embeddings.device)
-                    batch_stats = ClassStatistics.from_embeddings(embeddings, labels, normalize)
-                    statistics = batch_stats if statistics is None else statistics + batch_stats
+                    if statistics is None:
+                        statistics = self._empty_statistics(label_fn, embeddings)
+                    statistics.update(embeddings, labels, normalize)
         finally:
             for module, mode in modes:
                 module.training = mode
         if size > 1:
             statistics = all_reduce_statistics(statistics, self._class_index(label_fn))
-        tree = HierarchicalClassTree(statistics, **self.tree_options)
+        tree = HierarchicalClassTree(statistics.nonempty(), **self.tree_options)
         check_same_tree(tree)
         self._hand_out(tree, sampler_label_fn)
         return tree
+
+    def _empty_statistics(self, label_fn, embeddings: torch.Tensor) -> ClassStatistics:
+        index = self._class_index(label_fn)
+        if index is None:
+            return ClassStatistics.empty(embeddings.shape[1], embeddings.device)
+        return ClassStatistics.zeros(index, embeddings.shape[1], embeddings.device)
 
     def _class_index(self, label_fn) -> Optional[torch.Tensor]:
         """The class index every rank shares: the data set's labels as the loss

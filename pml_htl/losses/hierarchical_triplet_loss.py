@@ -204,10 +204,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     def _maybe_update_own_tree(self, embeddings, labels) -> None:
         if not (self.drop_in and self.training):
             return
-        batch = ClassStatistics.from_embeddings(
+        if self.statistics is None:
+            self.statistics = ClassStatistics.empty(embeddings.shape[1], embeddings.device)
+        self.statistics.update(
             embeddings.detach(), labels, normalize=self.distance.normalize_embeddings
         )
-        self.statistics = batch if self.statistics is None else self.statistics + batch
         self.iteration += 1
         if self.iteration % self.tree_update_interval:
             return

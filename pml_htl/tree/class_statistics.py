@@ -68,6 +68,31 @@ class ClassStatistics:
         )
 
     @classmethod
+    def zeros(
+        cls, labels: torch.Tensor, embedding_size: int, device: Optional[torch.device] = None
+    ) -> "ClassStatistics":
+        """Empty statistics over a known class index, so every later
+        :meth:`update` adds in place; drop unseen classes with :meth:`nonempty`."""
+        labels = torch.unique(torch.as_tensor(labels, device=device).long())
+        C = labels.shape[0]
+        f64 = dict(dtype=torch.float64, device=labels.device)
+        return cls(
+            labels,
+            torch.zeros(C, **f64),
+            torch.zeros(C, embedding_size, **f64),
+            torch.zeros(C, **f64),
+        )
+
+    def nonempty(self) -> "ClassStatistics":
+        """These statistics without the classes that have no sample."""
+        seen = self.counts > 0
+        if bool(seen.all()):
+            return self
+        return ClassStatistics(
+            self.labels[seen], self.counts[seen], self.sums[seen], self.squared_norms[seen]
+        )
+
+    @classmethod
     def from_embeddings(
         cls, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True
     ) -> "ClassStatistics":
@@ -98,7 +123,16 @@ class ClassStatistics:
         self, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True
     ) -> "ClassStatistics":
         """Add a batch in place and return ``self``. Nothing changes if it fails."""
-        new = self + ClassStatistics.from_embeddings(embeddings, labels, normalize)
+        batch = ClassStatistics.from_embeddings(embeddings, labels, normalize).to(self.device)
+        if self.num_classes:
+            index = torch.searchsorted(self.labels, batch.labels).clamp(max=self.num_classes - 1)
+            if torch.equal(self.labels[index], batch.labels):
+                # every class is known: add in place, O(batch) instead of O(C D)
+                self.counts.index_add_(0, index, batch.counts)
+                self.sums.index_add_(0, index, batch.sums)
+                self.squared_norms.index_add_(0, index, batch.squared_norms)
+                return self
+        new = self + batch
         self.labels, self.counts = new.labels, new.counts
         self.sums, self.squared_norms = new.sums, new.squared_norms
         return self
