@@ -129,7 +129,7 @@ class HierarchicalClassTree:
             s = self.statistics
             backend = StatisticsBackend(s.counts, s.sums, s.squared_norms)
         self.neighbors = torch.cat(neighbors)
-        merges = agglomerate(backend, C, device=device)
+        merges = agglomerate(backend, C, device=device, initial=self.neighbors[:, 0])
         del backend
         self.merges = torch.from_numpy(merges).to(device)
         assignments = cut_levels(merges, C, self.thresholds.cpu().numpy())

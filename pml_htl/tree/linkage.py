@@ -34,7 +34,12 @@ def _block_rows(num_cols: int) -> int:
 
 
 class DenseBackend:
-    """Class distances in one matrix; Lance-Williams updates on merges."""
+    """Class distances in one matrix; Lance-Williams updates on merges.
+
+    Nodes are named by class index outside and by matrix position inside: the
+    matrix is compacted to the live nodes whenever a quarter of its rows are
+    merged away, so later rounds work on smaller matrices.
+    """
 
     def __init__(self, distances: torch.Tensor, sizes: torch.Tensor, linkage: str):
         if linkage not in LINKAGES:
@@ -42,22 +47,30 @@ class DenseBackend:
         self.linkage = linkage
         self.D = distances  # owned and modified in place
         self.D.fill_diagonal_(float("inf"))
-        self.size = sizes.to(device=distances.device, dtype=torch.float64).clone()
-        # merged-away nodes are masked when read, never written over
-        self.gone = torch.zeros(distances.shape[0], dtype=torch.bool, device=distances.device)
+        device = distances.device
+        n = distances.shape[0]
+        self.size = sizes.to(device=device, dtype=torch.float64).clone()
+        self.ids = torch.arange(n, device=device)  # matrix position -> class index
+        self.pos = torch.arange(n, device=device)  # class index -> matrix position
+        # merged-away nodes are masked when read until the next compaction
+        self.gone = torch.zeros(n, dtype=torch.bool, device=device)
+        self.num_gone = 0
 
     def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         d, idx = [], []
+        rows = self.pos[rows]
         step = _block_rows(self.D.shape[1])
         for start in range(0, rows.shape[0], step):
             block = self.D.index_select(0, rows[start : start + step])
-            value, index = block.masked_fill_(self.gone, float("inf")).min(1)
+            if self.num_gone:
+                block.masked_fill_(self.gone, float("inf"))
+            value, index = block.min(1)
             d.append(value.double())
-            idx.append(index)
+            idx.append(self.ids[index])
         return torch.cat(d), torch.cat(idx)
 
     def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.D[a, b].double()
+        return self.D[self.pos[a], self.pos[b]].double()
 
     def _combine(self, x: torch.Tensor, y: torch.Tensor, wx, wy) -> torch.Tensor:
         if self.linkage == "single":
@@ -69,6 +82,7 @@ class DenseBackend:
 
     def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
         D, size = self.D, self.size
+        a, b = self.pos[a], self.pos[b]
         # The matrix stays symmetric, so a merged node's column is its row.
         new = self._combine(
             D.index_select(0, a), D.index_select(0, b), size[a, None], size[b, None]
@@ -79,7 +93,19 @@ class DenseBackend:
         D.index_copy_(0, a, new)
         D.index_copy_(1, a, new.T.contiguous())
         self.gone[b] = True
+        self.num_gone += b.shape[0]
         size[a] += size[b]
+        if 4 * self.num_gone >= D.shape[0]:
+            self._compact()
+
+    def _compact(self) -> None:
+        keep = torch.nonzero(~self.gone).squeeze(1)
+        self.D = self.D.index_select(0, keep).index_select(1, keep)
+        self.size = self.size[keep]
+        self.pos[self.ids[keep]] = torch.arange(keep.shape[0], device=keep.device)
+        self.ids = self.ids[keep]
+        self.gone = torch.zeros(keep.shape[0], dtype=torch.bool, device=keep.device)
+        self.num_gone = 0
 
 
 class StatisticsBackend:
@@ -130,8 +156,12 @@ class StatisticsBackend:
         self._refresh(a)
 
 
-def agglomerate(backend, num_classes: int, device=None) -> np.ndarray:
+def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndarray:
     """Run reciprocal-nearest-neighbour rounds until one cluster is left.
+
+    Args:
+        initial: each class's nearest class (a (C,) index tensor), when already
+            known; saves the first full search.
 
     Returns:
         (C - 1, 3) float64 array of merges [i, j, height]; i and j are class
@@ -143,7 +173,11 @@ def agglomerate(backend, num_classes: int, device=None) -> np.ndarray:
         return np.zeros((0, 3))
     all_rows = torch.arange(C, device=device)
     active = torch.ones(C, dtype=torch.bool, device=device)
-    nn_d, nn = backend.nearest(all_rows)
+    if initial is None:
+        nn_d, nn = backend.nearest(all_rows)
+    else:
+        nn = initial.to(device).clone()
+        nn_d = backend.height(all_rows, nn)
     remaining = C
     while remaining > 1:
         rows = torch.nonzero(active).squeeze(1)
