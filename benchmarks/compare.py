@@ -258,7 +258,10 @@ def evaluate(models, splits: DataSplits, calculator, device, cfg) -> Dict[str, f
 
 # --------------------------------------------------------------------------- one run
 def config_hash(cfg: Dict[str, Any]) -> str:
-    keep = {k: v for k, v in cfg.items() if k not in ("losses", "seeds", "out", "num_workers")}
+    skip = ("losses", "seeds", "out", "num_workers")
+    keep = {k: v for k, v in cfg.items() if k not in skip}
+    if keep.get("device", "").startswith("cuda:"):
+        keep["device"] = "cuda"  # the local rank's index is not configuration
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -286,20 +289,30 @@ def run_one(
 ) -> Dict[str, Any]:
     from pytorch_metric_learning import samplers as pml_samplers
     from pytorch_metric_learning import trainers
+    from pytorch_metric_learning.utils import distributed as pml_dist
 
     from pml_htl import hooks, samplers
+    from pml_htl.utils.distributed import world
 
+    rank, world_size = world()
     set_seed(seed)
     trunk, trunk_size = make_trunk(cfg["backbone"], splits.channels, cfg["pretrained_weights"])
     embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
     trunk, embedder = trunk.to(device), embedder.to(device)
+    eval_models = (trunk, embedder)
     hp = cfg["hyperparameters"][loss_name]
-    record_keeper, container = make_logging(cfg["out"], loss_name, seed)
+    record_keeper, container = (None, None)
+    if rank == 0:
+        record_keeper, container = make_logging(cfg["out"], loss_name, seed)
     loss, miner, loss_opt = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
+    tree_consumer_loss = loss
 
     B, m, t = cfg["batch_size"], cfg["classes_per_anchor"], cfg["samples_per_class"]
     length = cfg["iters_per_epoch"] * B
-    if loss_name in USES_AN_SAMPLER:
+    if loss_name in USES_AN_SAMPLER or world_size > 1:
+        # under torchrun every sampler must hand each rank its slice of one global
+        # batch: the baselines then get the A-N sampler without a tree, which draws
+        # random classes, t samples each, as MPerClassSampler does
         sampler = samplers.AnchorNeighborSampler(
             splits.train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
         )
@@ -307,6 +320,13 @@ def run_one(
         sampler = pml_samplers.MPerClassSampler(
             splits.train_labels, t, batch_size=B, length_before_new_iter=length
         )
+    if world_size > 1:
+        ddp_kw = {"device_ids": [device]} if device.type == "cuda" else {}
+        trunk = torch.nn.parallel.DistributedDataParallel(trunk, **ddp_kw)
+        embedder = torch.nn.parallel.DistributedDataParallel(embedder, **ddp_kw)
+        loss = pml_dist.DistributedLossWrapper(loss)
+        if miner is not None:
+            miner = pml_dist.DistributedMinerWrapper(miner)
 
     def make_optimizer(params, lr):
         if cfg["optimizer"] == "sgd":
@@ -322,7 +342,7 @@ def run_one(
 
     tree_hook = None
     if loss_name in USES_TREE:
-        consumers = [c for c in (loss, sampler) if hasattr(c, "update_tree")]
+        consumers = [c for c in (tree_consumer_loss, sampler) if hasattr(c, "update_tree")]
         tree_hook = hooks.TreeRebuildHook(
             splits.train_eval, consumers=consumers, num_workers=cfg["num_workers"]
         )
@@ -330,11 +350,15 @@ def run_one(
     curve: List[Dict[str, Any]] = []
     timing = {"eval_s": 0.0, "tree_s": 0.0}
     epochs = cfg["epochs"]
-    epoch_bar = tqdm.tqdm(total=epochs, desc=f"{loss_name} seed {seed}: epochs", leave=False)
+    epoch_bar = tqdm.tqdm(
+        total=epochs, desc=f"{loss_name} seed {seed}: epochs", leave=False, disable=rank != 0
+    )
 
     def record_eval(epoch: int) -> None:
+        if rank != 0:
+            return  # rank 0 evaluates and writes; the others train on
         start = time.perf_counter()
-        metrics = evaluate((trunk, embedder), splits, calculator, device, cfg)
+        metrics = evaluate(eval_models, splits, calculator, device, cfg)
         timing["eval_s"] += time.perf_counter() - start
         curve.append({"epoch": epoch, "iteration": epoch * cfg["iters_per_epoch"], **metrics})
         if record_keeper is not None:
@@ -353,6 +377,8 @@ def run_one(
         if trainer.epoch % cfg["eval_every"] == 0 or trainer.epoch == epochs:
             record_eval(trainer.epoch)
         epoch_bar.update(1)
+        if world_size > 1:
+            torch.distributed.barrier()  # the others wait while rank 0 evaluates
         return True
 
     end_of_iteration = container.end_of_iteration_hook if container is not None else None
@@ -360,7 +386,7 @@ def run_one(
     trainer = trainers.MetricLossOnly(
         models={"trunk": trunk, "embedder": embedder},
         optimizers=optimizers,
-        batch_size=B,
+        batch_size=sampler.batch_size,  # B, or this rank's share of it
         loss_funcs={"metric_loss": loss},
         mining_funcs=mining,
         dataset=splits.train,
@@ -384,6 +410,8 @@ def run_one(
     epoch_bar.close()
     iterations = epochs * cfg["iters_per_epoch"]
     train_s = total - timing["eval_s"]  # tree rebuilds are part of HTL's training cost
+    if rank != 0:
+        return None
     return {
         "loss": loss_name,
         "seed": seed,
@@ -609,7 +637,30 @@ def resolve_config(args) -> Dict[str, Any]:
     )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg["device"] = device
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    cfg["world_size"] = world_size
+    if world_size > 1 and args.out is None:
+        cfg["out"] = os.path.join("results", f"{cfg['dataset']}-{world_size}proc")
     return cfg
+
+
+def init_distributed(cfg: Dict[str, Any]):
+    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on the CPU,
+    nccl on GPUs; each process then takes its share of the CPU threads."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return 0, 1
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg["device"].startswith("cuda"):
+        cfg["device"] = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(size)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
+    torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank(), size
 
 
 def image_transforms(cfg, splits_channels_hint: Optional[int] = None):
@@ -630,6 +681,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = resolve_config(args)
     logging.getLogger("PML").setLevel(logging.WARNING)
+    rank, world_size = init_distributed(cfg)
     device = torch.device(cfg["device"])
     from pml_htl.accuracy_calculator import make_accuracy_calculator
 
@@ -654,11 +706,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "device": describe_device(device),
         "torch_threads": torch.get_num_threads(),
     }
+    say = print if rank == 0 else (lambda *a, **k: None)
     if environment["versions"]["record_keeper"] is None:
-        print(
+        say(
             "record-keeper is not installed (pip install -e .[hooks]): CSV/TensorBoard logs skipped"
         )
-    print(f"data: {splits.description}; device: {environment['device']}")
+    say(f"data: {splits.description}; device: {environment['device']}; processes: {world_size}")
 
     runs = []
     wanted = [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]
@@ -672,22 +725,28 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                     f"error: {path} was made with another configuration; "
                     "use another --out or remove it"
                 )
-            print(f"skip {loss} seed {seed}: already in {path}")
+            say(f"skip {loss} seed {seed}: already in {path}")
             runs.append(done)
             continue
         start = time.perf_counter()
         result = run_one(loss, seed, cfg, splits, calculator, device)
-        result["wall_seconds"] = time.perf_counter() - start
-        atomic_write(path, json.dumps(result, indent=1))
-        runs.append(result)
-        print(
-            f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
-            f"in {result['wall_seconds']:.0f} s"
-        )
+        if rank == 0:
+            result["wall_seconds"] = time.perf_counter() - start
+            atomic_write(path, json.dumps(result, indent=1))
+            runs.append(result)
+            print(
+                f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
+                f"in {result['wall_seconds']:.0f} s"
+            )
+            write_reports(runs, cfg, environment)
+        if world_size > 1:
+            torch.distributed.barrier()  # every rank sees the finished run's file
+    if rank == 0:
         write_reports(runs, cfg, environment)
-    write_reports(runs, cfg, environment)
-    with open(os.path.join(cfg["out"], "results.md")) as f:
-        print(f.read())
+        with open(os.path.join(cfg["out"], "results.md")) as f:
+            print(f.read())
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
     return {"config": cfg, "runs": runs}
 
 

@@ -110,3 +110,24 @@ def test_bad_hyperparameter_override():
         compare.main(["--hp", "nonsense"])
     with pytest.raises(SystemExit, match="no hyper-parameter"):
         compare.main(["--hp", "htl.gamma=3"])
+
+
+def test_two_processes_under_torchrun(folder_root, tmp_path):
+    """compare.py under torchrun (gloo, loopback) finishes and writes its results."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [os.path.join(root, "benchmarks", "compare.py")]
+    cmd += args_for(folder_root, out, losses=("triplet", "htl"), seeds=("0",))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["configuration"]["world_size"] == 2
+    assert {(r["loss"], r["seed"]) for r in results["runs"]} == {("triplet", 0), ("htl", 0)}
+    for run in results["runs"]:
+        assert [p["epoch"] for p in run["curve"]] == [0, 1, 2]
+    assert (out / "convergence.png").exists() and (out / "results.md").exists()
