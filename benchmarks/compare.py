@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -147,27 +147,16 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
 
 
 # --------------------------------------------------------------------------- utilities
-def atomic_write(path: str, data: str) -> None:
+def atomic_write(path: str, data: Union[str, bytes]) -> None:
     """Write to a temporary file beside ``path``, then rename: never a half file."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    binary = isinstance(data, bytes)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -548,7 +537,7 @@ def write_reports(runs, cfg, environment) -> None:
     )
     atomic_write(os.path.join(out, "results.md"), header + markdown_table(table, cfg))
     if runs:
-        atomic_write_bytes(os.path.join(out, "convergence.png"), convergence_png(runs, cfg))
+        atomic_write(os.path.join(out, "convergence.png"), convergence_png(runs, cfg))
 
 
 # --------------------------------------------------------------------------- command line
