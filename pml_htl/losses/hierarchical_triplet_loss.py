@@ -11,12 +11,7 @@ from pytorch_metric_learning.reducers import MeanReducer
 
 from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
 from ..utils.distributed import all_reduce_statistics, check_same_tree, statistics_agree
-from ..utils.margins import (
-    check_distance,
-    distance_matrix,
-    hinge_sign_and_scale,
-    margin_matrix,
-)
+from ..utils.margins import check_distance, hinge_terms
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
 from ..utils.triplets import (
     all_triplet_hinge_sum,
@@ -27,8 +22,8 @@ from ..utils.triplets import (
     same_class_masks,
 )
 from ..utils.validation import (
-    check_embeddings_and_labels,
     check_finite_number,
+    check_metric_inputs,
     check_positive_int,
 )
 
@@ -116,31 +111,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.statistics = None
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        if labels is None:
-            raise ValueError("labels are required: HTL's margins depend on the classes")
-        check_embeddings_and_labels(embeddings, labels)
-        if (ref_emb is None) != (ref_labels is None):
-            raise ValueError("ref_emb and ref_labels must be given together")
-        if ref_emb is not None:
-            check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels")
-            if ref_emb.shape[1] != embeddings.shape[1]:
-                raise ValueError(
-                    f"ref_emb must have embedding size {embeddings.shape[1]}, "
-                    f"got {ref_emb.shape[1]}"
-                )
+        check_metric_inputs(embeddings, labels, ref_emb, ref_labels)
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         remove_self = ref_labels is labels  # PML's rule (identity, not equality)
         tree = self.tree_on(embeddings.device)
-        dist = distance_matrix(
-            self.distance, embeddings, None if ref_emb is embeddings else ref_emb
+        dist, alpha, offsets, sign = hinge_terms(
+            self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, self.drop_in
         )
-        alpha = margin_matrix(
-            tree, labels, ref_labels, self.beta, allow_unknown=self.drop_in, dtype=dist.dtype
-        )
-        sign, scale = hinge_sign_and_scale(self.distance)
-        offsets = alpha if scale == 1 else scale * alpha
 
         B, M = dist.shape
         masks = None

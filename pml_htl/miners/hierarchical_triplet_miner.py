@@ -9,17 +9,12 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.miners import BaseMiner
 
 from ..tree import HierarchicalClassTree
-from ..utils.margins import (
-    check_distance,
-    distance_matrix,
-    hinge_sign_and_scale,
-    margin_matrix,
-)
+from ..utils.margins import check_distance, hinge_terms
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
 from ..utils.triplets import all_triplet_indices, same_class_masks
 from ..utils.validation import (
-    check_embeddings_and_labels,
     check_finite_number,
+    check_metric_inputs,
     check_positive_int,
 )
 
@@ -56,24 +51,15 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         return LpDistance(p=2, power=2, normalize_embeddings=True)
 
     def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
-        check_embeddings_and_labels(embeddings, labels)
-        if (ref_emb is None) != (ref_labels is None):
-            raise ValueError("ref_emb and ref_labels must be given together")
-        if ref_emb is not None:
-            check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels")
+        check_metric_inputs(embeddings, labels, ref_emb, ref_labels)
         return super().forward(embeddings, labels, ref_emb, ref_labels)
 
     def mine(self, embeddings, labels, ref_emb, ref_labels):
         remove_self = ref_labels is labels
-        dist = distance_matrix(
-            self.distance, embeddings, None if ref_emb is embeddings else ref_emb
-        )
         tree = self.tree_on(embeddings.device)
-        alpha = margin_matrix(
-            tree, labels, ref_labels, self.beta, allow_unknown=False, dtype=dist.dtype
+        dist, _, offsets, sign = hinge_terms(
+            self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, False
         )
-        sign, scale = hinge_sign_and_scale(self.distance)
-        offsets = alpha if scale == 1 else scale * alpha
         positive, negative = same_class_masks(labels, ref_labels, remove_self)
         per_anchor = positive.sum(1) * negative.sum(1)
         found = []

@@ -91,3 +91,24 @@ def margin_matrix(
     ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
     table = tree.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown=allow_unknown)
     return table.to(dtype)[inverse][:, ref_inverse]
+
+
+def hinge_terms(
+    distance: BaseDistance,
+    tree: Optional[HierarchicalClassTree],
+    beta: float,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    ref_emb: torch.Tensor,
+    ref_labels: torch.Tensor,
+    allow_unknown: bool,
+):
+    """(dist, alpha, offsets, sign): the hinge of (a, p, n) is
+    [sign (dist[a, p] - dist[a, n]) + offsets[a, n]]_+ with offsets = scale * alpha."""
+    dist = distance_matrix(distance, embeddings, None if ref_emb is embeddings else ref_emb)
+    alpha = margin_matrix(
+        tree, labels, ref_labels, beta, allow_unknown=allow_unknown, dtype=dist.dtype
+    )
+    sign, scale = hinge_sign_and_scale(distance)
+    offsets = alpha if scale == 1 else scale * alpha
+    return dist, alpha, offsets, sign

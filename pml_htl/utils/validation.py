@@ -56,3 +56,19 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_metric_inputs(embeddings, labels, ref_emb, ref_labels) -> None:
+    """What the loss and the miner take: embeddings with labels, and optionally
+    reference embeddings with their labels, of the same embedding size."""
+    if labels is None:
+        raise ValueError("labels are required: HTL's margins depend on the classes")
+    check_embeddings_and_labels(embeddings, labels)
+    if (ref_emb is None) != (ref_labels is None):
+        raise ValueError("ref_emb and ref_labels must be given together")
+    if ref_emb is not None:
+        check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels")
+        if ref_emb.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"ref_emb must have embedding size {embeddings.shape[1]}, got {ref_emb.shape[1]}"
+            )
