@@ -116,12 +116,12 @@ class StatisticsBackend:
         self.S = sums.double().clone()
         self.Q = squared_norms.double().clone()
         self.active = torch.ones_like(self.n, dtype=torch.bool)
+        # float32 copies of the means and Q/n for the search
+        self.mu32 = torch.empty(self.S.shape, dtype=torch.float32, device=self.S.device)
+        self.a32 = torch.empty(self.n.shape, dtype=torch.float32, device=self.S.device)
         self._refresh(torch.arange(self.n.shape[0], device=self.n.device))
 
     def _refresh(self, rows: torch.Tensor) -> None:
-        if not hasattr(self, "mu32"):
-            self.mu32 = torch.empty(self.S.shape, dtype=torch.float32, device=self.S.device)
-            self.a32 = torch.empty(self.n.shape, dtype=torch.float32, device=self.S.device)
         self.mu32[rows] = (self.S[rows] / self.n[rows, None]).float()
         self.a32[rows] = (self.Q[rows] / self.n[rows]).float()
 
