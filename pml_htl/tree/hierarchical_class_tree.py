@@ -11,7 +11,7 @@ from .class_statistics import ClassStatistics
 from .linkage import (
     LINKAGES,
     DenseBackend,
-    StatisticsBackend,
+    NeighborListBackend,
     agglomerate,
     cut_levels,
     dense_distances_fit,
@@ -22,9 +22,11 @@ from .linkage import (
 MAX_SQUARED_DISTANCE = 4.0
 
 _ROW_BLOCK = 1024
-#: Largest class-distance matrix kept in memory; beyond it average linkage
-#: runs from the statistics alone.
+#: Largest class-distance matrix kept in memory (single and complete linkage).
 DENSE_MAX_BYTES = 1 << 30
+#: Average linkage uses a float64 distance matrix up to this many classes and
+#: neighbour lists without a matrix above (faster there, and O(C (D + k)) memory).
+AVERAGE_DENSE_MAX_CLASSES = 4096
 
 
 def check_tree_options(num_levels: int, linkage: str, level_start: int) -> None:
@@ -41,9 +43,10 @@ class HierarchicalClassTree:
 
     Built from :class:`ClassStatistics` (``n_c``, ``S_c``, ``Q_c``) on their
     device: class distances, the merge rounds, nearest-class search and every
-    lookup run there. The class-distance matrix is float64 up to 4,096 classes
-    and float32 above; past 1 GiB of matrix, average linkage runs from the
-    statistics alone (float32 search, float64 merge heights).
+    lookup run there. Up to 4,096 classes the merges run on a float64
+    class-distance matrix; above, average linkage keeps no matrix (neighbour
+    lists searched in float32, merge heights in float64), and single or
+    complete linkage a float32 matrix of at most 1 GiB.
 
     Args:
         statistics: per-class statistics of the training set's embeddings.
@@ -93,7 +96,7 @@ class HierarchicalClassTree:
         counts = statistics.counts
         multi = counts >= 2
         spread = torch.zeros_like(counts)
-        n, S2 = counts[multi], (statistics.sums[multi] ** 2).sum(1)
+        n, S2 = counts[multi], torch.linalg.vector_norm(statistics.sums, dim=1)[multi] ** 2
         spread[multi] = ((2 * n * statistics.squared_norms[multi] - 2 * S2) / (n * (n - 1))).clamp(
             min=0
         )
@@ -106,34 +109,39 @@ class HierarchicalClassTree:
 
     def _build_dendrogram(self, num_neighbors: int) -> None:
         C, device = self.num_classes, self.device
-        k = min(num_neighbors, C - 1)
-        dense = dense_distances_fit(C, DENSE_MAX_BYTES)
-        if not dense and self.linkage != "average":
-            raise ValueError(
-                f"{self.linkage!r} linkage needs a {C} x {C} distance matrix "
-                f"({C * C * 4 / 2**30:.1f} GiB); use linkage='average', which needs none"
-            )
         dtype = matrix_dtype(C)
-        distances = torch.empty(C, C, dtype=dtype, device=device) if dense else None
-        neighbors = []
-        for start in range(0, C, _ROW_BLOCK):
-            rows = torch.arange(start, min(start + _ROW_BLOCK, C), device=device)
-            block = self._class_distance_block(rows, None, dtype)
-            if dense:
-                distances[rows] = block
-            block[torch.arange(len(rows), device=device), rows] = float("inf")
-            neighbors.append(torch.topk(block, k, dim=1, largest=False).indices)
-        if dense:
-            backend = DenseBackend(distances, self.counts, self.linkage)
-        else:
+        if self.linkage == "average" and C > AVERAGE_DENSE_MAX_CLASSES:
             s = self.statistics
-            backend = StatisticsBackend(s.counts, s.sums, s.squared_norms)
-        self.neighbors = torch.cat(neighbors)
+            backend = NeighborListBackend(s.counts, s.sums, s.squared_norms, num_neighbors, dtype)
+            self.neighbors, _ = backend.neighbors()
+        else:
+            backend = self._dense_backend(num_neighbors, dtype)
         merges = agglomerate(backend, C, device=device, initial=self.neighbors[:, 0])
         del backend
         self.merges = torch.from_numpy(merges).to(device)
         assignments = cut_levels(merges, C, self.thresholds.cpu().numpy())
         self.level_assignments = torch.from_numpy(assignments).to(device)
+
+    def _dense_backend(self, num_neighbors: int, dtype: torch.dtype) -> DenseBackend:
+        C, device = self.num_classes, self.device
+        if not dense_distances_fit(C, DENSE_MAX_BYTES):
+            raise ValueError(
+                f"{self.linkage!r} linkage needs a {C} x {C} distance matrix "
+                f"({C * C * 4 / 2**30:.1f} GiB); use linkage='average', which needs none"
+            )
+        distances = torch.empty(C, C, dtype=dtype, device=device)
+        for start in range(0, C, _ROW_BLOCK):
+            rows = torch.arange(start, min(start + _ROW_BLOCK, C), device=device)
+            distances[rows] = self._class_distance_block(rows, None, dtype)
+        k = min(num_neighbors, C - 1)
+        backend = DenseBackend(distances, self.counts, self.linkage)  # diagonal set to inf
+        self.neighbors = torch.cat(
+            [
+                torch.topk(distances[start : start + _ROW_BLOCK], k, dim=1, largest=False).indices
+                for start in range(0, C, _ROW_BLOCK)
+            ]
+        )
+        return backend
 
     def _derive_class_moments(self) -> None:
         s = self.statistics

@@ -9,10 +9,11 @@ operations (on any device) instead of one Python step per merge.
 Two backends give the distances:
 - ``DenseBackend``: the (C, C) class-distance matrix, updated by
   Lance-Williams (average weighted by sample counts, single, complete).
-- ``StatisticsBackend`` (average linkage only): no matrix at all. A node is
-  its sufficient statistics (n, S, Q) and its distance to another node is
-  Q_A/n_A + Q_B/n_B - 2 mu_A . mu_B, searched blockwise. Memory O(C D), for
-  class counts whose C x C matrix does not fit.
+- ``NeighborListBackend`` (average linkage only): no matrix at all, a list of
+  candidate neighbours per node with lower bounds on their distances, and
+  exact distances from the nodes' statistics only where a bound decides.
+  Memory O(C (D + k)); used above a few thousand classes, where it is also
+  faster than the matrix.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ LINKAGES = ("average", "single", "complete")
 #: Class counts up to which the dense backend keeps its matrix in float64.
 _FLOAT64_MAX_CLASSES = 4096
 _BLOCK_ELEMENTS = 1 << 24
+#: Exact distances tried per node (1 + 2 + ... + 16) before searching all nodes again.
+_LAZY_WIDTH = 16
 
 
 def _block_rows(num_cols: int) -> int:
@@ -108,22 +111,64 @@ class DenseBackend:
         self.num_gone = 0
 
 
-class StatisticsBackend:
-    """Average linkage from sufficient statistics, without a distance matrix."""
+class NeighborListBackend:
+    """Average linkage from sufficient statistics, with a candidate list per node.
 
-    def __init__(self, counts: torch.Tensor, sums: torch.Tensor, squared_norms: torch.Tensor):
+    No distance matrix: a node is its statistics (n, S, Q), and its distance
+    to another node is Q_A/n_A + Q_B/n_B - 2 mu_A . mu_B. Each node keeps the
+    ids of k candidate neighbours with a lower bound on each one's distance,
+    plus ``bound``, a lower bound on its distance to every node not listed.
+
+    Average linkage only lets distances grow by merging (d(A u B, X) is the
+    n-weighted mean of d(A, X) and d(B, X)), so a stored distance stays a
+    lower bound (capped at ``bound``) after the nodes around it merge. A
+    nearest-neighbour query takes the smallest listed bound, computes the
+    exact distance only for that entry and repeats until the smallest entry
+    is exact; the whole node set is searched again only when the list runs
+    out (its smallest bound exceeds ``bound``). A merged node's list is the
+    union of its parts' lists with Lance-Williams-combined bounds, so merging
+    needs no distance at all. Memory is O(C (D + k)).
+
+    Args:
+        counts, sums, squared_norms: n_c, S_c, Q_c of every class.
+        neighbors: (C, k) each class's k nearest classes, e.g. the tree's cache.
+        distances: (C, k) their distances.
+        bounds: (C,) the (k+1)-th smallest distance of each class (inf if none).
+        dtype: precision of the search; merge heights are always float64.
+    """
+
+    def __init__(
+        self,
+        counts: torch.Tensor,
+        sums: torch.Tensor,
+        squared_norms: torch.Tensor,
+        width: int,
+        dtype: torch.dtype = torch.float64,
+    ):
+        device = counts.device
         self.n = counts.double().clone()
         self.S = sums.double().clone()
         self.Q = squared_norms.double().clone()
+        self.dtype = dtype
+        self.mu = (self.S / self.n[:, None]).to(dtype)
+        self.q = (self.Q / self.n).to(dtype)
         self.active = torch.ones_like(self.n, dtype=torch.bool)
-        # float32 copies of the means and Q/n for the search
-        self.mu32 = torch.empty(self.S.shape, dtype=torch.float32, device=self.S.device)
-        self.a32 = torch.empty(self.n.shape, dtype=torch.float32, device=self.S.device)
-        self._refresh(torch.arange(self.n.shape[0], device=self.n.device))
+        self.rep = torch.arange(self.n.shape[0], device=device)  # node id -> live node
+        self.width = min(width, self.n.shape[0] - 1)
+        shape = (self.n.shape[0], self.width)
+        self.lists = torch.empty(shape, dtype=torch.long, device=device)
+        self.lower = torch.empty(shape, dtype=dtype, device=device)
+        self.bound = torch.empty(self.n.shape, dtype=dtype, device=device)
+        self.round = 0
+        # an entry is exact while its stamp is not older than its node's last merge
+        self.stamp = torch.empty(shape, dtype=torch.long, device=device)
+        self.changed_at = torch.zeros(self.n.shape, dtype=torch.long, device=device)
+        self.searched_rows = 0  # rows searched in full, for diagnostics
+        self._search(self.rep)
 
-    def _refresh(self, rows: torch.Tensor) -> None:
-        self.mu32[rows] = (self.S[rows] / self.n[rows, None]).float()
-        self.a32[rows] = (self.Q[rows] / self.n[rows]).float()
+    def neighbors(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each node's listed neighbours, nearest first, and their distances."""
+        return self.lists.clone(), self.lower.clone()
 
     def _exact(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         mu_a, mu_b = self.S[a] / self.n[a, None], self.S[b] / self.n[b, None]
@@ -131,29 +176,120 @@ class StatisticsBackend:
             min=0
         )
 
-    def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _search_distances(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(a.shape, dtype=self.dtype, device=a.device)
+        step = _block_rows(self.mu.shape[1])
+        for start in range(0, a.shape[0], step):
+            i, j = a[start : start + step], b[start : start + step]
+            out[start : start + step] = self.q[i] + self.q[j] - 2 * (self.mu[i] * self.mu[j]).sum(1)
+        return out
+
+    def _search(self, rows: torch.Tensor) -> None:
+        """Refill the lists of ``rows`` with their nearest live nodes."""
+        self.searched_rows += rows.shape[0]
         cols = torch.nonzero(self.active).squeeze(1)
-        mu_c, a_c = self.mu32[cols], self.a32[cols]
-        best = []
+        listed = min(self.width, cols.shape[0] - 1)
+        found = min(listed + 1, cols.shape[0] - 1)
+        mu_c, q_c = self.mu[cols], self.q[cols]
         step = _block_rows(cols.shape[0])
         for start in range(0, rows.shape[0], step):
             r = rows[start : start + step]
-            d = self.a32[r, None] + a_c[None, :] - 2 * self.mu32[r] @ mu_c.T
+            # q_c - 2 mu_r . mu_c ranks a row as d(r, c) does; q_r is added to the winners
+            d = torch.addmm(q_c[None, :], self.mu[r], mu_c.T, alpha=-2)
             d[r[:, None] == cols[None, :]] = float("inf")
-            best.append(cols[d.argmin(1)])
-        idx = torch.cat(best)
-        # exact float64 distances for the winners (the search ran in float32)
-        return self._exact(rows, idx), idx
+            value, index = torch.topk(d, found, dim=1, largest=False)
+            value += self.q[r, None]
+            ids, lower = cols[index[:, :listed]], value[:, :listed]
+            if found > listed:
+                self.bound[r] = value[:, listed]
+            else:  # every live node is listed
+                self.bound[r] = float("inf")
+            if listed < self.width:  # pad with the node itself, which is never taken
+                pad = self.width - listed
+                ids = torch.cat([ids, r[:, None].expand(-1, pad)], 1)
+                lower = torch.cat([lower, value.new_full((r.shape[0], pad), float("inf"))], 1)
+            self.lists[r], self.lower[r] = ids, lower
+            self.stamp[r] = self.round
+
+    def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        ids = self.rep[self.lists[rows]]
+        low = self.lower[rows].masked_fill(ids == rows[:, None], float("inf"))
+        stamp = self.stamp[rows]
+        bound = self.bound[rows]
+        open_rows = torch.arange(rows.shape[0], device=rows.device)
+        # Exact distances for the 1, 2, 4, ... smallest entries of the rows whose
+        # smallest entry is still only a bound: most rows settle in one pass.
+        width = 1
+        while True:
+            value, entry = low[open_rows].min(1)
+            node = ids[open_rows].gather(1, entry[:, None])[:, 0]
+            exact = stamp[open_rows].gather(1, entry[:, None])[:, 0] >= self.changed_at[node]
+            open_rows = open_rows[~exact & (value <= bound[open_rows]) & (value < float("inf"))]
+            if not open_rows.numel():
+                break
+            value, entry = torch.topk(low[open_rows], width, dim=1, largest=False)
+            r = open_rows[:, None].expand_as(entry)
+            stale = (stamp[r, entry] < self.changed_at[ids[r, entry]]) & (value < float("inf"))
+            r, entry = r[stale], entry[stale]
+            low[r, entry] = self._search_distances(rows[r], ids[r, entry])
+            stamp[r, entry] = self.round
+            width *= 2
+            if width > _LAZY_WIDTH:
+                # a search costs about as much as a few hundred single distances
+                break
+        value, entry = low.min(1)
+        self.lists[rows], self.lower[rows], self.stamp[rows] = ids, low, stamp
+        idx = ids.gather(1, entry[:, None])[:, 0]
+        exhausted = (value > bound) | (value == float("inf"))
+        exhausted[open_rows] = True
+        if bool(exhausted.any()):
+            r = rows[exhausted]
+            self._search(r)
+            value[exhausted], idx[exhausted] = self.lower[r, 0], self.lists[r, 0]
+        return value.double(), idx
 
     def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self._exact(a, b)
 
     def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.round += 1
+        self.rep[b] = a
+        self.rep = self.rep[self.rep]
+        step = _block_rows(self.width * self.width)
+        for start in range(0, a.shape[0], step):
+            self._merge_lists(a[start : start + step], b[start : start + step])
         self.n[a] += self.n[b]
         self.S[a] += self.S[b]
         self.Q[a] += self.Q[b]
+        self.mu[a] = (self.S[a] / self.n[a, None]).to(self.dtype)
+        self.q[a] = (self.Q[a] / self.n[a]).to(self.dtype)
         self.active[b] = False
-        self._refresh(a)
+        self.changed_at[a] = self.round
+
+    def _merge_lists(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """The candidate list of A u B from the lists of A and B; no distance computed."""
+        ids_a, ids_b = self.rep[self.lists[a]], self.rep[self.lists[b]]
+        bound_a, bound_b = self.bound[a, None], self.bound[b, None]
+        low_a = torch.minimum(self.lower[a], bound_a)
+        low_b = torch.minimum(self.lower[b], bound_b)
+        same = ids_a[:, :, None] == ids_b[:, None, :]
+        inf = torch.tensor(float("inf"), dtype=self.dtype, device=a.device)
+        # a node missing from one list is at least that list's bound away
+        low_b_for_a = torch.where(same, low_b[:, None, :], inf).amin(2).minimum(bound_b)
+        low_a_for_b = torch.where(same, low_a[:, :, None], inf).amin(1).minimum(bound_a)
+        n_a, n_b = self.n[a, None], self.n[b, None]
+        w_a, w_b = (n_a / (n_a + n_b)).to(self.dtype), (n_b / (n_a + n_b)).to(self.dtype)
+        from_a = w_a * low_a + w_b * low_b_for_a
+        from_b = (w_a * low_a_for_b + w_b * low_b).masked_fill(same.any(1), float("inf"))
+        ids = torch.cat([ids_a, ids_b], 1)
+        low = torch.cat([from_a, from_b], 1).masked_fill(ids == a[:, None], float("inf"))
+        value, order = torch.topk(low, self.width + 1, dim=1, largest=False)
+        self.lists[a] = ids.gather(1, order[:, : self.width])
+        self.lower[a] = value[:, : self.width]
+        self.stamp[a] = -1  # combined bounds, not exact distances
+        self.bound[a] = torch.minimum(w_a * bound_a + w_b * bound_b, value[:, self.width, None])[
+            :, 0
+        ]
 
 
 def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndarray:
