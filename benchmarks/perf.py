@@ -225,27 +225,34 @@ def _dropin_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     B, t, D, C, steps = args["batch"], 4, args["dim"], args["classes"], args["steps"]
     device = args["device"]
     g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(8):
-        classes = torch.randperm(C, generator=g)[: B // t]
-        batches.append(classes.repeat_interleave(t).to(device))
+    # a fresh batch of B/t classes every step, as in training over C classes
+    batches = [
+        torch.randperm(C, generator=g)[: B // t].repeat_interleave(t).to(device)
+        for _ in range(steps)
+    ]
     emb = torch.randn(B, D, device=device, requires_grad=True)
-    if args["which"] == "htl":
-        loss_fn = losses.HierarchicalTripletLoss()  # drop-in: its own tree every 100 steps
-    else:
-        stats_all = torch.randn(C * 3, D, generator=g).to(device)
-        tree = HierarchicalClassTree.from_embeddings(
-            stats_all, torch.arange(C, device=device).repeat(3)
-        )
-        loss_fn = losses.HierarchicalTripletLoss(tree=tree)
 
-    def run():
-        for i in range(steps):
+    def make_loss():
+        if args["which"] == "htl":  # drop-in: its own tree every `interval` steps
+            return losses.HierarchicalTripletLoss(tree_update_interval=args["interval"])
+        x = torch.randn(C * 3, D, generator=g).to(device)
+        tree = HierarchicalClassTree.from_embeddings(x, torch.arange(C, device=device).repeat(3))
+        return losses.HierarchicalTripletLoss(tree=tree)
+
+    def run(loss_fn):
+        for labels in batches:
             emb.grad = None
-            loss_fn(emb, batches[i % len(batches)]).backward()
+            loss_fn(emb, labels).backward()
+        _sync(device)
 
-    run()
-    return {"times": _timed(run, args["repeats"], device)}
+    run(make_loss())  # warm-up
+    times = []
+    for _ in range(args["repeats"]):
+        loss_fn = make_loss()  # each repeat starts without statistics, as training does
+        start = time.perf_counter()
+        run(loss_fn)
+        times.append(time.perf_counter() - start)
+    return {"times": times}
 
 
 WORKERS = {
@@ -377,19 +384,32 @@ def measure_sampler(cfg, rows: list) -> None:
 
 
 def compare_dropin(cfg, rows: list) -> None:
-    args = dict(batch=256, dim=512, classes=2000, steps=100, device=cfg.device, repeats=1)
-    htl = _subprocess("dropin", dict(args, which="htl"))
-    fixed = _subprocess("dropin", dict(args, which="fixed"))
-    rows.append(
-        (
-            "drop-in mode, 100 steps incl. one rebuild (B=256)",
-            "the same loss with a fixed tree",
-            median(htl["times"]),
-            median(fixed["times"]),
-            None,
-            None,
+    import inspect
+
+    from pml_htl import losses
+
+    signature = inspect.signature(losses.HierarchicalTripletLoss.__init__)
+    default = signature.parameters["tree_update_interval"].default
+    settings = [(500, default), (2000, default)]
+    if not cfg.quick:
+        settings.append((2000, 10 * default))  # what a longer interval buys
+    for C, interval in settings:
+        args = dict(batch=256, dim=512, classes=C, steps=2 * interval, device=cfg.device)
+        args.update(repeats=cfg.repeats, interval=interval)
+        htl = _subprocess("dropin", dict(args, which="htl"))
+        fixed = _subprocess("dropin", dict(args, which="fixed"))
+        which = "default interval" if interval == default else "not the default"
+        rows.append(
+            (
+                f"drop-in mode, interval {interval} ({which}): {2 * interval} steps "
+                f"incl. 2 rebuilds, B=256, {C} classes",
+                "the same loss with a fixed tree",
+                median(htl["times"]),
+                median(fixed["times"]),
+                None,
+                None,
+            )
         )
-    )
 
 
 TARGETS = {

@@ -172,7 +172,8 @@ def test_drop_in_sums_the_ranks_statistics(results):
     for tree in trees:
         assert torch.equal(tree.labels, torch.arange(8))
         assert torch.equal(tree.level_assignments, expected.level_assignments)
-        assert torch.allclose(tree.spreads, expected.spreads, rtol=1e-10)
+        # drop-in sums float32 embeddings per class in float32 before float64
+        assert torch.allclose(tree.spreads, expected.spreads, rtol=1e-5)
 
 
 def test_divergent_trees_raise_a_clear_error(results):

@@ -102,8 +102,7 @@ class TreeRebuildHook:
                 )
         for consumer in consumers:
             if getattr(consumer, "drop_in", False):
-                consumer.drop_in = False
-                consumer.statistics = None
+                consumer.disable_drop_in()
             self.consumers.append(consumer)
         return self
 

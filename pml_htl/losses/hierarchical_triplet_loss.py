@@ -9,7 +9,7 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.reducers import MeanReducer
 
-from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
+from ..tree import ClassStatistics, HierarchicalClassTree, StatisticsBuffer, check_tree_options
 from ..utils.distributed import all_reduce_statistics, check_same_tree, statistics_agree
 from ..utils.margins import check_distance, hinge_terms
 from ..utils.tree_consumer import TreeConsumerMixin, check_tree
@@ -44,10 +44,12 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         tree_update_interval: drop-in mode only: rebuild the loss's own tree
             from the statistics of the detached embeddings seen in training
             mode every this many iterations (default 100), then start fresh
-            statistics. ``None`` disables drop-in mode. Until a class has
-            statistics in the tree its margin is beta. Under torch.distributed
-            the ranks' statistics are summed when they differ, so every rank
-            builds the same tree.
+            statistics (summed per class in float32 over up to 8,192 rows,
+            float64 for float64 embeddings, then accumulated in float64).
+            ``None`` disables drop-in mode. Until a class has statistics in
+            the tree its margin is beta. Under torch.distributed the ranks'
+            statistics are summed when they differ, so every rank builds the
+            same tree.
         num_levels, linkage, level_start: L and the tree options of the
             drop-in trees (see :class:`~pml_htl.HierarchicalClassTree`).
         distance: default ``LpDistance(power=2)`` (normalised, squared
@@ -90,7 +92,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.tree_update_interval = tree_update_interval
         self.tree_options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
         self.drop_in = tree is None and tree_update_interval is not None
-        self.statistics: Optional[ClassStatistics] = None
+        self._buffer: Optional[StatisticsBuffer] = None  # drop-in statistics
         self.iteration = 0
         self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
         self.add_to_recordable_attributes(
@@ -107,8 +109,12 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     def update_tree(self, tree: HierarchicalClassTree) -> None:
         """Use ``tree`` from now on; turns drop-in updates off."""
         super().update_tree(tree)
+        self.disable_drop_in()
+
+    def disable_drop_in(self) -> None:
+        """Stop building own trees and drop the statistics gathered for them."""
         self.drop_in = False
-        self.statistics = None
+        self._buffer = None
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         check_metric_inputs(embeddings, labels, ref_emb, ref_labels)
@@ -183,15 +189,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     def _maybe_update_own_tree(self, embeddings, labels) -> None:
         if not (self.drop_in and self.training):
             return
-        if self.statistics is None:
-            self.statistics = ClassStatistics.empty(embeddings.shape[1], embeddings.device)
-        self.statistics.update(
-            embeddings.detach(), labels, normalize=self.distance.normalize_embeddings
-        )
+        if self._buffer is None:
+            self._buffer = StatisticsBuffer(
+                embeddings.shape[1], self.distance.normalize_embeddings, device=embeddings.device
+            )
+        self._buffer.add(embeddings, labels)  # forward() has checked the inputs
         self.iteration += 1
         if self.iteration % self.tree_update_interval:
             return
-        statistics = self.statistics
+        statistics = self._buffer.flush()
         if not statistics_agree(statistics):
             # each rank saw its own batches (e.g. DistributedLossWrapper(efficient=True)):
             # sum them; ranks that saw the gathered batch already agree
@@ -201,7 +207,12 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         except ValueError:
             return  # too few classes or samples so far: keep accumulating
         check_same_tree(tree)
-        self.tree, self.statistics = tree, None
+        self.tree, self._buffer = tree, None
+
+    @property
+    def statistics(self) -> Optional[ClassStatistics]:
+        """Drop-in mode: the statistics gathered since the last rebuild (None before)."""
+        return None if self._buffer is None else self._buffer.flush()
 
     def get_extra_state(self) -> Dict[str, Any]:
         state = super().get_extra_state()
@@ -216,8 +227,16 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         # parse everything before assigning anything: a bad state changes nothing
         tree = self.tree_from_extra_state(state)
         stats = state.get("statistics", {})
-        statistics = ClassStatistics.from_state_dict(stats) if stats else None
+        buffer = None
+        if stats:
+            statistics = ClassStatistics.from_state_dict(stats)
+            buffer = StatisticsBuffer(
+                statistics.embedding_size,
+                self.distance.normalize_embeddings,
+                device=statistics.device,
+            )
+            buffer.statistics = statistics
         iteration = int(state.get("iteration", 0))
         drop_in = bool(state.get("drop_in", self.drop_in))
-        self.tree, self.statistics = tree, statistics
+        self.tree, self._buffer = tree, buffer
         self.iteration, self.drop_in = iteration, drop_in

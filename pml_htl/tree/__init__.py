@@ -7,11 +7,13 @@ from .hierarchical_class_tree import (
     check_tree_options,
 )
 from .linkage import LINKAGES
+from .statistics_buffer import StatisticsBuffer
 
 __all__ = [
     "ClassStatistics",
     "HierarchicalClassTree",
     "LINKAGES",
     "MAX_SQUARED_DISTANCE",
+    "StatisticsBuffer",
     "check_tree_options",
 ]

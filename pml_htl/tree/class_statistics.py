@@ -99,10 +99,11 @@ class ClassStatistics:
                 distance does.
         """
         check_embeddings_and_labels(embeddings, labels)
-        x = embeddings.detach().to(torch.float64)
-        if normalize:
-            x = torch.nn.functional.normalize(x, p=2, dim=1)
-        labels = labels.to(x.device)
+        x = _samples(embeddings, normalize)
+        return cls._group(x, labels.to(x.device))
+
+    @classmethod
+    def _group(cls, x: torch.Tensor, labels: torch.Tensor) -> "ClassStatistics":
         classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
         C, D = classes.shape[0], x.shape[1]
         counts = torch.zeros(C, dtype=torch.float64, device=x.device)
@@ -114,19 +115,38 @@ class ClassStatistics:
         return cls(classes, counts, sums, squared_norms)
 
     def update(
-        self, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        normalize: bool = True,
+        validate: bool = True,
     ) -> "ClassStatistics":
-        """Add a batch in place and return ``self``. Nothing changes if it fails."""
-        batch = ClassStatistics.from_embeddings(embeddings, labels, normalize).to(self.device)
-        if self.num_classes:
-            index = torch.searchsorted(self.labels, batch.labels).clamp(max=self.num_classes - 1)
-            if torch.equal(self.labels[index], batch.labels):
-                # every class is known: add in place, O(batch) instead of O(C D)
-                self.counts.index_add_(0, index, batch.counts)
-                self.sums.index_add_(0, index, batch.sums)
-                self.squared_norms.index_add_(0, index, batch.squared_norms)
+        """Add a batch in place and return ``self``. Nothing changes if it fails.
+
+        ``validate=False`` skips the input checks, for a caller that has just
+        made them.
+        """
+        if validate:
+            check_embeddings_and_labels(embeddings, labels)
+            if embeddings.shape[1] != self.embedding_size:
+                raise ValueError(
+                    f"embeddings must have embedding size {self.embedding_size}, "
+                    f"got {embeddings.shape[1]}"
+                )
+        x = _samples(embeddings, normalize).to(self.device)
+        return self.add_(ClassStatistics._group(x, labels.to(self.device)))
+
+    def add_(self, other: "ClassStatistics") -> "ClassStatistics":
+        """``self += other`` in place (O(other) when its classes are all known)."""
+        other = other.to(self.device)
+        if self.num_classes and other.embedding_size == self.embedding_size:
+            index = torch.searchsorted(self.labels, other.labels).clamp(max=self.num_classes - 1)
+            if torch.equal(self.labels[index], other.labels):
+                self.counts.index_add_(0, index, other.counts)
+                self.sums.index_add_(0, index, other.sums)
+                self.squared_norms.index_add_(0, index, other.squared_norms)
                 return self
-        new = self + batch
+        new = self + other
         self.labels, self.counts = new.labels, new.counts
         self.sums, self.squared_norms = new.sums, new.squared_norms
         return self
@@ -206,3 +226,11 @@ class ClassStatistics:
             f"embedding_size={self.embedding_size}, "
             f"num_samples={int(self.counts.sum().item())})"
         )
+
+
+def _samples(embeddings: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """Detached float64 copies of the embeddings, L2-normalised if asked."""
+    x = embeddings.detach().to(torch.float64)
+    if normalize:  # as torch.nn.functional.normalize, in fewer passes
+        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_(min=1e-12)
+    return x

@@ -150,7 +150,10 @@ class NeighborListBackend:
         self.S = sums.double().clone()
         self.Q = squared_norms.double().clone()
         self.dtype = dtype
-        self.mu = (self.S / self.n[:, None]).to(dtype)
+        self.mu = torch.empty(self.S.shape, dtype=dtype, device=device)
+        for start in range(0, self.S.shape[0], _block_rows(self.S.shape[1])):
+            rows = slice(start, start + _block_rows(self.S.shape[1]))  # no float64 copy of S
+            self.mu[rows] = self.S[rows] / self.n[rows, None]
         self.q = (self.Q / self.n).to(dtype)
         self.active = torch.ones_like(self.n, dtype=torch.bool)
         self.rep = torch.arange(self.n.shape[0], device=device)  # node id -> live node

@@ -1,0 +1,66 @@
+"""StatisticsBuffer: the drop-in mode's cheap per-step statistics, checked
+against sums over samples written as loops."""
+
+import numpy as np
+import pytest
+import torch
+
+from pml_htl.tree import StatisticsBuffer
+
+
+def loop_statistics(batches, normalize):
+    out = {}
+    for x, y in batches:
+        for xi, yi in zip(x.double().numpy(), y.tolist()):
+            if normalize:
+                xi = xi / max(np.sqrt((xi**2).sum()), 1e-12)
+            n, S, Q = out.get(yi, (0, 0.0, 0.0))
+            out[yi] = (n + 1, S + xi, Q + float((xi**2).sum()))
+    return out
+
+
+def assert_matches(statistics, ref, rtol):
+    assert statistics.labels.tolist() == sorted(ref)
+    for i, label in enumerate(statistics.labels.tolist()):
+        n, S, Q = ref[label]
+        assert statistics.counts[i].item() == n
+        np.testing.assert_allclose(statistics.sums[i].numpy(), S, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(statistics.squared_norms[i].item(), Q, rtol=rtol)
+    assert statistics.sums.dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("capacity", [5, 12, 1000])
+def test_buffer_matches_loops(dtype, rtol, normalize, capacity):
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for size in (4, 7, 3, 13, 6):  # 13 > capacity 5 and 12: added at once
+        y = torch.randint(-3, 9, (size,), generator=g)
+        batches.append((torch.randn(size, 6, generator=g, dtype=dtype), y))
+    buffer = StatisticsBuffer(6, normalize=normalize, capacity=capacity)
+    for i, (x, y) in enumerate(batches):
+        buffer.add(x, y)
+        if i == 2:  # reading in the middle flushes and changes nothing else
+            assert_matches(buffer.flush(), loop_statistics(batches[:3], normalize), rtol)
+    assert_matches(buffer.flush(), loop_statistics(batches, normalize), rtol)
+    assert_matches(buffer.flush(), loop_statistics(batches, normalize), rtol)  # idempotent
+
+
+def test_half_precision_and_zero_rows():
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]], dtype=torch.bfloat16)
+    y = torch.tensor([1, 1, 2])
+    buffer = StatisticsBuffer(2)
+    buffer.add(x, y)
+    s = buffer.flush()
+    # a zero row stays zero after normalising and adds nothing to Q
+    np.testing.assert_allclose(s.sums.numpy(), [[0.6, 0.8], [1.0, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(s.squared_norms.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(s.counts.numpy(), [2.0, 1.0])
+
+
+def test_buffer_does_not_keep_the_graph():
+    x = torch.randn(4, 3, requires_grad=True)
+    buffer = StatisticsBuffer(3)
+    buffer.add(x * 2, torch.tensor([0, 0, 1, 1]))
+    assert not buffer.flush().sums.requires_grad
