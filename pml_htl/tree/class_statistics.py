@@ -115,24 +115,15 @@ class ClassStatistics:
         return cls(classes, counts, sums, squared_norms)
 
     def update(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        normalize: bool = True,
-        validate: bool = True,
+        self, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True
     ) -> "ClassStatistics":
-        """Add a batch in place and return ``self``. Nothing changes if it fails.
-
-        ``validate=False`` skips the input checks, for a caller that has just
-        made them.
-        """
-        if validate:
-            check_embeddings_and_labels(embeddings, labels)
-            if embeddings.shape[1] != self.embedding_size:
-                raise ValueError(
-                    f"embeddings must have embedding size {self.embedding_size}, "
-                    f"got {embeddings.shape[1]}"
-                )
+        """Add a batch in place and return ``self``. Nothing changes if it fails."""
+        check_embeddings_and_labels(embeddings, labels)
+        if embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"embeddings must have embedding size {self.embedding_size}, "
+                f"got {embeddings.shape[1]}"
+            )
         x = _samples(embeddings, normalize).to(self.device)
         return self.add_(ClassStatistics._group(x, labels.to(self.device)))
 
