@@ -1,5 +1,7 @@
-"""The matrix-free average linkage (neighbour lists) gives the same tree as the
-dense matrix, as scipy and as a naive agglomeration over raw samples."""
+"""The merge strategies give the same tree: rounds of reciprocal nearest
+neighbours on neighbour lists (no matrix) or on the dense matrix, the
+nearest-neighbour chain, and the hand-over between them; checked against
+scipy and against a naive agglomeration over raw samples."""
 
 import numpy as np
 import pytest
@@ -7,8 +9,14 @@ import torch
 from test_tree import RefTree, hierarchical_data, label_grid, off_diagonal
 
 from pml_htl import ClassStatistics, HierarchicalClassTree
-from pml_htl.tree import hierarchical_class_tree
-from pml_htl.tree.linkage import DenseBackend, NeighborListBackend, agglomerate, cut_levels
+from pml_htl.tree import hierarchical_class_tree, linkage
+from pml_htl.tree.linkage import (
+    DenseBackend,
+    NeighborListBackend,
+    agglomerate,
+    cut_levels,
+    nn_chain,
+)
 
 
 def clustered_statistics(num_classes, dim=16, per_class=4, seed=0, sizes=None):
@@ -24,20 +32,29 @@ def clustered_statistics(num_classes, dim=16, per_class=4, seed=0, sizes=None):
     return ClassStatistics.from_embeddings(x, labels), x, labels
 
 
+@pytest.fixture
+def rounds_only(monkeypatch):
+    """Merge rounds to the end: no hand-over to the nearest-neighbour chain."""
+    monkeypatch.setattr(linkage, "_NN_CHAIN_MAX_NODES", 0)
+    monkeypatch.setattr(linkage, "_NN_CHAIN_ALWAYS", 0)
+
+
 def neighbor_list_tree(monkeypatch, statistics, **kwargs):
-    monkeypatch.setattr(hierarchical_class_tree, "AVERAGE_DENSE_MAX_CLASSES", 1)
-    try:
+    with monkeypatch.context() as m:
+        m.setattr(hierarchical_class_tree, "AVERAGE_DENSE_MAX_CLASSES", 1)
         return HierarchicalClassTree(statistics, **kwargs)
-    finally:
-        monkeypatch.undo()
 
 
-def dense_merges(statistics, dtype=torch.float64):
-    """Average linkage by Lance-Williams on the full matrix, from the statistics."""
+def class_distances(statistics):
     mu = statistics.sums / statistics.counts[:, None]
     q = statistics.squared_norms / statistics.counts
-    D = (q[:, None] + q[None, :] - 2 * mu @ mu.T).clamp(min=0).to(dtype)
-    return agglomerate(DenseBackend(D, statistics.counts, "average"), statistics.num_classes)
+    return (q[:, None] + q[None, :] - 2 * mu @ mu.T).clamp(min=0)
+
+
+def dense_merges(statistics):
+    """Average linkage by the nearest-neighbour chain on the float64 matrix."""
+    D = class_distances(statistics).numpy().copy()
+    return nn_chain(D, statistics.counts.numpy(), "average")
 
 
 def assert_same_tree(lists, dense):
@@ -48,7 +65,7 @@ def assert_same_tree(lists, dense):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_neighbor_lists_match_dense_and_scipy(monkeypatch, seed):
+def test_neighbor_lists_match_dense_and_scipy(monkeypatch, rounds_only, seed):
     from scipy.cluster.hierarchy import cophenet, linkage
     from scipy.spatial.distance import squareform
 
@@ -78,7 +95,7 @@ def test_neighbor_lists_match_dense_and_scipy(monkeypatch, seed):
 
 
 @pytest.mark.parametrize("seed", [9, 10])
-def test_neighbor_lists_unequal_sizes_vs_naive_agglomeration(monkeypatch, seed):
+def test_neighbor_lists_unequal_sizes_vs_naive_agglomeration(monkeypatch, rounds_only, seed):
     sizes = [1, 2, 8, 3, 6, 2, 5, 1, 4]
     labels = [5, 17, -1, 40, 2, 99, 11, 7, 23]
     x, y = hierarchical_data(sizes, labels=labels, seed=seed)
@@ -92,7 +109,7 @@ def test_neighbor_lists_unequal_sizes_vs_naive_agglomeration(monkeypatch, seed):
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 8, 500])
-def test_any_list_width_gives_the_dense_tree(width):
+def test_any_list_width_gives_the_dense_tree(rounds_only, width):
     sizes = torch.randint(1, 9, (120,), generator=torch.Generator().manual_seed(3))
     stats, _, _ = clustered_statistics(120, seed=3, sizes=sizes)
     backend = NeighborListBackend(stats.counts, stats.sums, stats.squared_norms, width)
@@ -109,12 +126,12 @@ def test_any_list_width_gives_the_dense_tree(width):
 
 
 @pytest.mark.parametrize("num_classes", [2, 3, 4])
-def test_neighbor_lists_few_classes(monkeypatch, num_classes):
+def test_neighbor_lists_few_classes(monkeypatch, rounds_only, num_classes):
     stats, _, _ = clustered_statistics(num_classes, seed=num_classes)
     assert_same_tree(neighbor_list_tree(monkeypatch, stats), HierarchicalClassTree(stats))
 
 
-def test_neighbor_lists_identical_classes(monkeypatch):
+def test_neighbor_lists_identical_classes(monkeypatch, rounds_only):
     """Ties: classes with identical statistics merge at the same height."""
     stats, _, _ = clustered_statistics(40, seed=5)
     twin = ClassStatistics(
@@ -149,3 +166,40 @@ def test_single_linkage_without_room_for_a_matrix_says_so(monkeypatch):
     monkeypatch.setattr(hierarchical_class_tree, "DENSE_MAX_BYTES", 0)
     with pytest.raises(ValueError, match="linkage='average'"):
         HierarchicalClassTree(stats, linkage="single")
+
+
+@pytest.mark.parametrize("method", ["average", "single", "complete"])
+@pytest.mark.parametrize("always, max_nodes", [(0, 0), (0, 4096), (60, 4096), (4096, 4096)])
+def test_rounds_hand_over_to_the_chain(monkeypatch, method, always, max_nodes):
+    """Dense rounds, the chain, and rounds that hand the rest to the chain (at
+    60 nodes, or when a round merges few pairs) all give scipy's tree."""
+    from scipy.cluster.hierarchy import linkage as scipy_linkage
+    from scipy.spatial.distance import squareform
+
+    monkeypatch.setattr(linkage, "_NN_CHAIN_ALWAYS", always)
+    monkeypatch.setattr(linkage, "_NN_CHAIN_MAX_NODES", max_nodes)
+    stats, _, _ = clustered_statistics(300, seed=11)  # equal sizes: scipy's average applies
+    D = class_distances(stats)
+    merges = agglomerate(DenseBackend(D.clone(), stats.counts, method), 300)
+    assert sorted(merges[:, 1].astype(int).tolist()) == sorted(set(merges[:, 1].astype(int)))
+    Z = scipy_linkage(squareform(D.numpy(), checks=False), method=method)
+    thresholds = np.linspace(0.01, 4, 60)
+    ours = cut_levels(merges, 300, thresholds)
+    for level, t in enumerate(thresholds):
+        from scipy.cluster.hierarchy import fcluster
+
+        theirs = fcluster(Z, np.nextafter(t, -np.inf), criterion="distance")
+        pairs = np.unique(np.stack([ours[level], theirs], 1), axis=0)
+        assert len(pairs) == len(np.unique(ours[level])) == len(np.unique(theirs))
+    np.testing.assert_allclose(np.sort(merges[:, 2]), np.sort(Z[:, 2]), rtol=1e-9)
+
+
+def test_neighbor_lists_hand_over_to_the_chain(monkeypatch):
+    monkeypatch.setattr(linkage, "_NN_CHAIN_ALWAYS", 40)
+    sizes = torch.randint(1, 9, (150,), generator=torch.Generator().manual_seed(4))
+    stats, _, _ = clustered_statistics(150, seed=4, sizes=sizes)
+    lists = neighbor_list_tree(monkeypatch, stats)
+    thresholds = lists.thresholds.numpy()
+    ref = dense_merges(stats)
+    np.testing.assert_array_equal(lists.level_assignments.numpy(), cut_levels(ref, 150, thresholds))
+    np.testing.assert_allclose(np.sort(lists.merges[:, 2].numpy()), np.sort(ref[:, 2]), rtol=1e-9)

@@ -30,6 +30,10 @@ _FLOAT64_MAX_CLASSES = 4096
 _BLOCK_ELEMENTS = 1 << 24
 #: Exact distances tried per node (1 + 2 + ... + 16) before searching all nodes again.
 _LAZY_WIDTH = 16
+#: The nearest-neighbour chain finishes the tree once this few nodes remain
+#: (a float64 matrix of them: 128 MB), or at once below _NN_CHAIN_ALWAYS.
+_NN_CHAIN_MAX_NODES = 4096
+_NN_CHAIN_ALWAYS = 1024
 
 
 def _block_rows(num_cols: int) -> int:
@@ -109,6 +113,14 @@ class DenseBackend:
         self.ids = self.ids[keep]
         self.gone = torch.zeros(keep.shape[0], dtype=torch.bool, device=keep.device)
         self.num_gone = 0
+
+    def live_matrix(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class index, float64 distance matrix, size) of the nodes not merged
+        away; hands the matrix over (this backend is done afterwards)."""
+        if self.num_gone:
+            self._compact()
+        D = self.D.double().cpu().numpy()
+        return self.ids.cpu().numpy(), D, self.size.cpu().numpy().copy()
 
 
 class NeighborListBackend:
@@ -269,6 +281,16 @@ class NeighborListBackend:
         self.active[b] = False
         self.changed_at[a] = self.round
 
+    linkage = "average"
+
+    def live_matrix(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class index, float64 distance matrix, size) of the nodes not merged away."""
+        live = torch.nonzero(self.active).squeeze(1)
+        mu = self.S[live] / self.n[live, None]
+        q = self.Q[live] / self.n[live]
+        D = (q[:, None] + q[None, :] - 2 * mu @ mu.T).clamp_(min=0)
+        return live.cpu().numpy(), D.cpu().numpy(), self.n[live].cpu().numpy()
+
     def _merge_lists(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """The candidate list of A u B from the lists of A and B; no distance computed."""
         ids_a, ids_b = self.rep[self.lists[a]], self.rep[self.lists[b]]
@@ -296,7 +318,8 @@ class NeighborListBackend:
 
 
 def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndarray:
-    """Run reciprocal-nearest-neighbour rounds until one cluster is left.
+    """Merge rounds of reciprocal nearest neighbours while they merge many pairs
+    at once, then the nearest-neighbour chain on the remaining nodes.
 
     Args:
         initial: each class's nearest class (a (C,) index tensor), when already
@@ -310,15 +333,26 @@ def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndar
     merges = []
     if C < 2:
         return np.zeros((0, 3))
-    all_rows = torch.arange(C, device=device)
     active = torch.ones(C, dtype=torch.bool, device=device)
-    if initial is None:
-        nn_d, nn = backend.nearest(all_rows)
-    else:
-        nn = initial.to(device).clone()
-        nn_d = backend.height(all_rows, nn)
-    remaining = C
+    nn = nn_d = None
+    remaining, merged = C, C
     while remaining > 1:
+        if remaining <= _NN_CHAIN_MAX_NODES and (
+            remaining <= _NN_CHAIN_ALWAYS or merged < remaining // 64
+        ):
+            # few pairs per round: one Python step per merge is cheaper than a round
+            ids, distances, sizes = backend.live_matrix()
+            tail = nn_chain(distances, sizes, backend.linkage)
+            tail[:, :2] = ids[tail[:, :2].astype(np.int64)]
+            merges.append(torch.from_numpy(tail))
+            break
+        if nn is None:
+            all_rows = torch.arange(C, device=device)
+            if initial is None:
+                nn_d, nn = backend.nearest(all_rows)
+            else:
+                nn = initial.to(device).clone()
+                nn_d = backend.height(all_rows, nn)
         rows = torch.nonzero(active).squeeze(1)
         partner = nn[rows]
         reciprocal = (nn[partner] == rows) & (rows < partner)
@@ -331,17 +365,68 @@ def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndar
         merges.append(torch.stack([a.double(), b.double(), heights], 1).cpu())
         backend.merge(a, b)
         active[b] = False
-        remaining -= int(a.numel())
+        merged = int(a.numel())
+        remaining -= merged
         if remaining <= 1:
             break
-        merged = torch.zeros(C, dtype=torch.bool, device=device)
-        merged[a] = True
-        merged[b] = True
-        stale = active & merged[nn]
+        is_merged = torch.zeros(C, dtype=torch.bool, device=device)
+        is_merged[a] = True
+        is_merged[b] = True
+        stale = active & is_merged[nn]
         stale[a] = True
         rows = torch.nonzero(stale).squeeze(1)
         nn_d[rows], nn[rows] = backend.nearest(rows)
     return torch.cat(merges).numpy()
+
+
+def nn_chain(distances: np.ndarray, sizes: np.ndarray, linkage: str) -> np.ndarray:
+    """The nearest-neighbour chain algorithm with Lance-Williams updates.
+
+    Args:
+        distances: (R, R) float64 node distances; overwritten.
+        sizes: (R,) sample counts, the weights of average linkage.
+
+    Returns:
+        (R - 1, 3) merges [i, j, height] in matrix positions (i < j keeps its row).
+    """
+    R = distances.shape[0]
+    D, sizes = distances, sizes.astype(np.float64)
+    np.fill_diagonal(D, np.inf)
+    merges = np.empty((max(R - 1, 0), 3))
+    active = np.ones(R, dtype=bool)
+    chain: list = []
+    done, start = 0, 0
+    while done < R - 1:
+        if not chain:
+            while not active[start]:
+                start += 1
+            chain.append(start)
+        x = chain[-1]
+        row = D[x]
+        y = int(row.argmin())
+        # ties go to the previous chain element, so the chain cannot cycle
+        if len(chain) > 1 and row[chain[-2]] <= row[y]:
+            y = chain[-2]
+        if len(chain) == 1 or y != chain[-2]:
+            chain.append(y)
+            continue
+        chain.pop()
+        chain.pop()
+        a, b = min(x, y), max(x, y)
+        merges[done] = (a, b, D[a, b])
+        done += 1
+        if linkage == "single":
+            new = np.minimum(D[a], D[b])
+        elif linkage == "complete":
+            new = np.maximum(D[a], D[b])
+        else:
+            new = (sizes[a] * D[a] + sizes[b] * D[b]) / (sizes[a] + sizes[b])
+        new[a] = new[b] = np.inf
+        D[a], D[:, a] = new, new
+        D[b], D[:, b] = np.inf, np.inf
+        sizes[a] += sizes[b]
+        active[b] = False
+    return merges
 
 
 def dense_distances_fit(num_classes: int, max_bytes: int) -> bool:
