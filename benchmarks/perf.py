@@ -220,7 +220,7 @@ def _sampler_worker(args: Dict[str, Any]) -> Dict[str, Any]:
 def _dropin_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
-    from pml_htl import HierarchicalClassTree, losses
+    from pml_htl import ClassStatistics, HierarchicalClassTree, losses
 
     B, t, D, C, steps = args["batch"], 4, args["dim"], args["classes"], args["steps"]
     device = args["device"]
@@ -235,9 +235,11 @@ def _dropin_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     def make_loss():
         if args["which"] == "htl":  # drop-in: its own tree every `interval` steps
             return losses.HierarchicalTripletLoss(tree_update_interval=args["interval"])
-        x = torch.randn(C * 3, D, generator=g).to(device)
-        tree = HierarchicalClassTree.from_embeddings(x, torch.arange(C, device=device).repeat(3))
-        return losses.HierarchicalTripletLoss(tree=tree)
+        # the tree of the same batches' statistics, so both sides get alike margins
+        statistics = ClassStatistics.from_embeddings(emb, batches[0])
+        for labels in batches[1:]:
+            statistics.update(emb, labels)
+        return losses.HierarchicalTripletLoss(tree=HierarchicalClassTree(statistics))
 
     def run(loss_fn):
         for labels in batches:

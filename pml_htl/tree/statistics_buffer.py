@@ -12,8 +12,8 @@ from .class_statistics import ClassStatistics
 class StatisticsBuffer:
     """Queues training batches and adds them to :class:`ClassStatistics` in bulk.
 
-    A batch is only copied (and normalised) into a buffer; once ``capacity``
-    rows are queued (or the statistics are read) they are summed per class in
+    A batch is only copied into a buffer; once ``capacity`` rows are queued
+    (or the statistics are read) they are normalised and summed per class in
     the buffer's dtype, and those per-class sums are added to the float64
     n_c, S_c, Q_c. So the per-step cost is one copy, and float64 work is per
     class, not per sample. With the default float32 buffer a class's float32
@@ -40,7 +40,6 @@ class StatisticsBuffer:
         self.statistics = ClassStatistics.empty(embedding_size, device)
         self._rows: Optional[torch.Tensor] = None  # allocated by the first batch
         self._labels: Optional[torch.Tensor] = None
-        self._squared_norms: Optional[torch.Tensor] = None
         self._queued = 0
 
     def add(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
@@ -50,43 +49,35 @@ class StatisticsBuffer:
             dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
             shape, device = (max(self.capacity, n), embeddings.shape[1]), self.statistics.device
             self._rows = torch.empty(shape, dtype=dtype, device=device)
-            self._squared_norms = torch.empty(shape[0], dtype=dtype, device=device)
             self._labels = torch.empty(shape[0], dtype=torch.long, device=device)
         if self._queued + n > self._rows.shape[0]:
             self.flush()
         if n > self._rows.shape[0]:  # larger than any batch so far: grow once
-            self._rows = torch.empty(
-                (n,) + self._rows.shape[1:], dtype=self._rows.dtype, device=self._rows.device
-            )
-            self._squared_norms = self._squared_norms.new_empty(n)
+            self._rows = self._rows.new_empty((n, self._rows.shape[1]))
             self._labels = self._labels.new_empty(n)
-        end = self._queued + n
-        rows, squared_norms = (
-            self._rows[self._queued : end],
-            self._squared_norms[self._queued : end],
-        )
-        rows.copy_(embeddings.detach())
-        torch.linalg.vector_norm(rows, dim=1, out=squared_norms)
-        if self.normalize:
-            rows.div_(squared_norms.clamp(min=1e-12)[:, None])
-            torch.gt(squared_norms, 0, out=squared_norms)  # unit vectors; zero rows stay zero
-        else:
-            squared_norms.square_()
-        self._labels[self._queued : end] = labels
-        self._queued = end
+        self._rows[self._queued : self._queued + n] = embeddings.detach()
+        self._labels[self._queued : self._queued + n] = labels
+        self._queued += n
 
     def flush(self) -> ClassStatistics:
         """Add everything queued and return the statistics."""
-        if self._queued:
-            x, labels = self._rows[: self._queued], self._labels[: self._queued]
-            classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
-            C = classes.shape[0]
-            sums = torch.zeros(C, x.shape[1], dtype=x.dtype, device=x.device)
-            squared_norms = torch.zeros(C, dtype=x.dtype, device=x.device)
-            counts = torch.zeros(C, dtype=torch.float64, device=x.device)
-            counts.index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
-            squared_norms.index_add_(0, inverse, self._squared_norms[: self._queued])
-            sums.index_add_(0, inverse, x)
-            self.statistics.add_(ClassStatistics(classes, counts, sums, squared_norms))
-            self._queued = 0
+        if not self._queued:
+            return self.statistics
+        x, labels = self._rows[: self._queued], self._labels[: self._queued]
+        squared_norms = torch.linalg.vector_norm(x, dim=1)
+        if self.normalize:
+            x.div_(squared_norms.clamp(min=1e-12)[:, None])  # the buffer's own rows
+            squared_norms = (squared_norms > 0).to(x.dtype)  # unit vectors; zero rows stay 0
+        else:
+            squared_norms.square_()
+        classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+        C = classes.shape[0]
+        counts = torch.zeros(C, dtype=torch.float64, device=x.device)
+        counts.index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
+        per_class = torch.zeros(C, dtype=x.dtype, device=x.device)
+        per_class.index_add_(0, inverse, squared_norms)
+        sums = torch.zeros(C, x.shape[1], dtype=x.dtype, device=x.device)
+        sums.index_add_(0, inverse, x)
+        self.statistics.add_(ClassStatistics(classes, counts, sums, per_class))
+        self._queued = 0
         return self.statistics
