@@ -2,7 +2,6 @@
 class split, no look-alike classes, cache."""
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -248,9 +247,7 @@ def test_cache_reused(built, monkeypatch):
         raise AssertionError("rebuilt instead of reading the cache")
 
     monkeypatch.setattr(G, "build_glyph_arrays", no_build)
-    start = time.perf_counter()
     again = GlyphDataset(root, split="all", samples_per_class=SPC, verbose=False)
-    assert time.perf_counter() - start < 5.0
     assert again.cache_path == first.cache_path
     assert np.array_equal(again.images, first.images)
     assert np.array_equal(again.labels, first.labels)

@@ -2,11 +2,13 @@
 
 All three linkages are reducible: a pair of reciprocal nearest neighbours is
 merged in the exact dendrogram, and merging it changes no other cluster's
-nearest neighbour. So every round merges all reciprocal pairs at once and
-re-searches only the clusters whose neighbour was merged, with whole-tensor
-operations (on any device) instead of one Python step per merge.
+nearest neighbour. So while many such pairs exist, every round merges all of
+them at once and re-searches only the clusters whose neighbour was merged,
+with whole-tensor operations (on any device). When rounds stall (one cluster
+absorbing the others one at a time) or few nodes are left, the
+nearest-neighbour chain finishes the tree on their float64 matrix in numpy.
 
-Two backends give the distances:
+Two backends give the distances to the rounds:
 - ``DenseBackend``: the (C, C) class-distance matrix, updated by
   Lance-Williams (average weighted by sample counts, single, complete).
 - ``NeighborListBackend`` (average linkage only): no matrix at all, a list of
