@@ -203,3 +203,63 @@ def test_neighbor_lists_hand_over_to_the_chain(monkeypatch):
     ref = dense_merges(stats)
     np.testing.assert_array_equal(lists.level_assignments.numpy(), cut_levels(ref, 150, thresholds))
     np.testing.assert_allclose(np.sort(lists.merges[:, 2].numpy()), np.sort(ref[:, 2]), rtol=1e-9)
+
+
+def lattice_statistics(num_classes, seed=0):
+    """Class means on a 3 x 3 x 3 lattice: thousands of exactly tied distances."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randint(0, 3, (num_classes, 3), generator=g).double()
+    x = centers.repeat_interleave(2, 0)
+    x[1::2] += 0.5
+    labels = torch.arange(num_classes).repeat_interleave(2)
+    return ClassStatistics.from_embeddings(x, labels, normalize=False)
+
+
+def assert_greedy_average_linkage(merges, statistics, tol=1e-9):
+    """With ties the dendrogram is not unique, so check what defines one: taken
+    in height order, every merge joins two live clusters at the smallest
+    distance between any two, and its height is that distance."""
+    D = class_distances(statistics).numpy().copy()
+    sizes = statistics.counts.numpy().copy()
+    C = D.shape[0]
+    np.fill_diagonal(D, np.inf)
+    live = np.ones(C, dtype=bool)
+    assert merges.shape == (C - 1, 3)
+    for i, j, h in merges[np.argsort(merges[:, 2], kind="stable")]:
+        i, j = int(i), int(j)
+        assert live[i] and live[j] and i != j
+        assert abs(D[i, j] - h) <= tol and abs(D.min() - h) <= tol
+        D[i] = D[:, i] = (sizes[i] * D[i] + sizes[j] * D[j]) / (sizes[i] + sizes[j])
+        D[j] = D[:, j] = D[i, i] = np.inf
+        sizes[i] += sizes[j]
+        live[j] = False
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 12])
+@pytest.mark.parametrize("chain", [False, True])
+def test_tied_distances_give_a_valid_tree(monkeypatch, width, chain):
+    """Lists shorter than the lazy passes' widths once asked topk for more
+    entries than a list has (found by an independent review)."""
+    monkeypatch.setattr(linkage, "_NN_CHAIN_ALWAYS", 40 if chain else 0)
+    monkeypatch.setattr(linkage, "_NN_CHAIN_MAX_NODES", 4096 if chain else 0)
+    stats = lattice_statistics(300)
+    backend = NeighborListBackend(stats.counts, stats.sums, stats.squared_norms, width)
+    assert_greedy_average_linkage(agglomerate(backend, 300), stats)
+
+
+@pytest.mark.parametrize("num_neighbors", [3, 12])
+def test_tied_distances_with_short_lists_above_4096_classes(num_neighbors):
+    stats = lattice_statistics(4200)
+    tree = HierarchicalClassTree(stats, num_neighbors=num_neighbors)  # float32 search
+    merges = tree.merges.numpy()
+    assert merges.shape == (4199, 3)
+    # replayed in the order recorded, each merge joins two live clusters and its
+    # height is their average-linkage distance from the merged statistics
+    n, S, Q = (t.numpy().copy() for t in (stats.counts, stats.sums, stats.squared_norms))
+    live = np.ones(4200, dtype=bool)
+    for i, j, h in merges:
+        i, j = int(i), int(j)
+        assert live[i] and live[j] and i != j
+        d = Q[i] / n[i] + Q[j] / n[j] - 2 * (S[i] / n[i]) @ (S[j] / n[j])
+        assert abs(d - h) <= 1e-9
+        n[i], S[i], Q[i], live[j] = n[i] + n[j], S[i] + S[j], Q[i] + Q[j], False

@@ -244,9 +244,13 @@ class NeighborListBackend:
             open_rows = open_rows[~exact & (value <= bound[open_rows]) & (value < float("inf"))]
             if not open_rows.numel():
                 break
-            value, entry = torch.topk(low[open_rows], width, dim=1, largest=False)
+            # the smallest entries that are only bounds (an exact one needs no work;
+            # with ties, plain topk could pick only exact ones and make no progress)
+            bounds_only = stamp[open_rows] < self.changed_at[ids[open_rows]]
+            candidates = low[open_rows].masked_fill(~bounds_only, float("inf"))
+            value, entry = torch.topk(candidates, min(width, self.width), dim=1, largest=False)
             r = open_rows[:, None].expand_as(entry)
-            stale = (stamp[r, entry] < self.changed_at[ids[r, entry]]) & (value < float("inf"))
+            stale = value < float("inf")
             r, entry = r[stale], entry[stale]
             low[r, entry] = self._search_distances(rows[r], ids[r, entry])
             stamp[r, entry] = self.round
