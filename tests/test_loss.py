@@ -671,3 +671,36 @@ def test_bad_unknown_label_with_tree(tree, batch):
         losses.HierarchicalTripletLoss(tree=tree)(
             emb, torch.tensor([3, 3, 11, 11]), ref_emb=emb, ref_labels=labels
         )
+
+
+def test_loaded_drop_in_statistics_do_not_alias_the_checkpoint():
+    """Found by an independent review: training one loss loaded from a
+    checkpoint added into the checkpoint's tensors (and so into a second loss)."""
+    batches = drop_in_batches(8)
+    source = losses.HierarchicalTripletLoss(tree_update_interval=100)
+    for b in batches[:3]:
+        source(*b)
+    state = round_trip(source)
+    key = next(k for k in state if k.endswith("_extra_state"))
+    before = state[key]["statistics"]["counts"].clone()
+    trained = losses.HierarchicalTripletLoss(tree_update_interval=100)
+    trained.load_state_dict(state)
+    idle = losses.HierarchicalTripletLoss(tree_update_interval=100)
+    idle.load_state_dict(state)
+    for b in batches[3:6]:
+        trained(*b)
+    assert trained.statistics.counts.sum() > before.sum()
+    assert torch.equal(state[key]["statistics"]["counts"], before)
+    assert torch.equal(idle.statistics.counts, before)
+
+
+def test_drop_in_state_into_a_loss_without_drop_in():
+    batches = drop_in_batches(4)
+    source = losses.HierarchicalTripletLoss(tree_update_interval=100)
+    for b in batches[:2]:
+        source(*b)
+    fixed_only = losses.HierarchicalTripletLoss(tree_update_interval=None)
+    fixed_only.load_state_dict(round_trip(source))
+    assert fixed_only.drop_in is False
+    fixed_only(*batches[2])  # trains without drop-in updates (was a TypeError)
+    assert fixed_only.tree is None

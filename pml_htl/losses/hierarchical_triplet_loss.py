@@ -237,6 +237,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             )
             buffer.statistics = statistics
         iteration = int(state.get("iteration", 0))
-        drop_in = bool(state.get("drop_in", self.drop_in))
+        # a loss made with tree_update_interval=None stays out of drop-in mode
+        drop_in = bool(state.get("drop_in", self.drop_in)) and self.tree_update_interval is not None
         self.tree, self._buffer = tree, buffer
         self.iteration, self.drop_in = iteration, drop_in

@@ -209,7 +209,9 @@ class ClassStatistics:
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, torch.Tensor]) -> "ClassStatistics":
-        return cls(state["labels"], state["counts"], state["sums"], state["squared_norms"])
+        """Statistics of copies of the state's tensors (updates never reach ``state``)."""
+        keys = ("labels", "counts", "sums", "squared_norms")
+        return cls(*(torch.as_tensor(state[k]).clone() for k in keys))
 
     def __repr__(self) -> str:
         return (

@@ -130,9 +130,10 @@ class HierarchicalClassTree:
                 f"({C * C * 4 / 2**30:.1f} GiB); use linkage='average', which needs none"
             )
         distances = torch.empty(C, C, dtype=dtype, device=device)
+        moments = self._moments(dtype)
         for start in range(0, C, _ROW_BLOCK):
             rows = torch.arange(start, min(start + _ROW_BLOCK, C), device=device)
-            distances[rows] = self._class_distance_block(rows, None, dtype)
+            distances[rows] = self._class_distance_block(rows, None, moments)
         k = min(num_neighbors, C - 1)
         backend = DenseBackend(distances, self.counts, self.linkage)  # diagonal set to inf
         self.neighbors = torch.cat(
@@ -261,14 +262,24 @@ class HierarchicalClassTree:
             alpha = torch.where(known_a & known_b, alpha, torch.full_like(alpha, beta))
         return alpha
 
+    def _moments(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mu_c, Q_c/n_c) in ``dtype``; below float64 moved to the mean of all
+        samples first (distances do not change, and float32 keeps its
+        precision far from the origin)."""
+        means, squared_norms = self.means, self.mean_squared_norms
+        if dtype != torch.float64:
+            center = self.statistics.sums.sum(0) / self.counts.sum()
+            squared_norms = squared_norms - 2 * means @ center + center @ center
+            means = means - center
+        return means.to(dtype), squared_norms.to(dtype)
+
     def _class_distance_block(
-        self, rows: torch.Tensor, cols: Optional[torch.Tensor], dtype=torch.float64
+        self, rows: torch.Tensor, cols: Optional[torch.Tensor], moments=None
     ) -> torch.Tensor:
-        mu_r, q_r = self.means[rows].to(dtype), self.mean_squared_norms[rows].to(dtype)
-        mu_c = self.means if cols is None else self.means[cols]
-        q_c = self.mean_squared_norms if cols is None else self.mean_squared_norms[cols]
-        mu_c, q_c = mu_c.to(dtype), q_c.to(dtype)
-        return (q_r[:, None] + q_c[None, :] - 2 * mu_r @ mu_c.T).clamp_(min=0)
+        means, squared_norms = self._moments(torch.float64) if moments is None else moments
+        mu_c = means if cols is None else means[cols]
+        q_c = squared_norms if cols is None else squared_norms[cols]
+        return (squared_norms[rows, None] + q_c[None, :] - 2 * means[rows] @ mu_c.T).clamp_(min=0)
 
     def nearest_classes(
         self, labels: torch.Tensor, k: int, candidates: Optional[torch.Tensor] = None

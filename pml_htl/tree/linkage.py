@@ -164,11 +164,17 @@ class NeighborListBackend:
         self.S = sums.double().clone()
         self.Q = squared_norms.double().clone()
         self.dtype = dtype
+        # The search runs on means moved by the mean of all samples: distances
+        # do not change, and float32 keeps its precision far from the origin.
+        self.center = self.S.sum(0) / self.n.sum()
         self.mu = torch.empty(self.S.shape, dtype=dtype, device=device)
+        self.q = torch.empty(self.n.shape, dtype=dtype, device=device)
         for start in range(0, self.S.shape[0], _block_rows(self.S.shape[1])):
-            rows = slice(start, start + _block_rows(self.S.shape[1]))  # no float64 copy of S
-            self.mu[rows] = self.S[rows] / self.n[rows, None]
-        self.q = (self.Q / self.n).to(dtype)
+            self._refresh(
+                torch.arange(
+                    start, min(start + _block_rows(self.S.shape[1]), self.S.shape[0]), device=device
+                )
+            )
         self.active = torch.ones_like(self.n, dtype=torch.bool)
         self.rep = torch.arange(self.n.shape[0], device=device)  # node id -> live node
         self.width = min(width, self.n.shape[0] - 1)
@@ -186,6 +192,13 @@ class NeighborListBackend:
     def neighbors(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Each node's listed neighbours, nearest first, and their distances."""
         return self.lists.clone(), self.lower.clone()
+
+    def _refresh(self, rows: torch.Tensor) -> None:
+        """The search copies of ``rows``: mu - center and Q/n - 2 mu.center + |center|^2."""
+        mu = self.S[rows] / self.n[rows, None]
+        c = self.center
+        self.q[rows] = (self.Q[rows] / self.n[rows] - 2 * mu @ c + c @ c).to(self.dtype)
+        self.mu[rows] = (mu - c).to(self.dtype)
 
     def _exact(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         mu_a, mu_b = self.S[a] / self.n[a, None], self.S[b] / self.n[b, None]
@@ -282,8 +295,7 @@ class NeighborListBackend:
         self.n[a] += self.n[b]
         self.S[a] += self.S[b]
         self.Q[a] += self.Q[b]
-        self.mu[a] = (self.S[a] / self.n[a, None]).to(self.dtype)
-        self.q[a] = (self.Q[a] / self.n[a]).to(self.dtype)
+        self._refresh(a)
         self.active[b] = False
         self.changed_at[a] = self.round
 
