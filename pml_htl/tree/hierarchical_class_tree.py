@@ -13,6 +13,7 @@ from .linkage import (
     DenseBackend,
     NeighborListBackend,
     agglomerate,
+    centered_moments,
     cut_levels,
     dense_distances_fit,
     matrix_dtype,
@@ -269,8 +270,7 @@ class HierarchicalClassTree:
         means, squared_norms = self.means, self.mean_squared_norms
         if dtype != torch.float64:
             center = self.statistics.sums.sum(0) / self.counts.sum()
-            squared_norms = squared_norms - 2 * means @ center + center @ center
-            means = means - center
+            means, squared_norms = centered_moments(means, squared_norms, center)
         return means.to(dtype), squared_norms.to(dtype)
 
     def _class_distance_block(

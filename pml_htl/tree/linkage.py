@@ -38,6 +38,15 @@ _NN_CHAIN_MAX_NODES = 4096
 _NN_CHAIN_ALWAYS = 1024
 
 
+def centered_moments(
+    means: torch.Tensor, mean_squared_norms: torch.Tensor, center: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(mu - c, Q/n - 2 mu . c + |c|^2): the same distances d(p, q) as (mu, Q/n),
+    with far less cancellation in float32 when the embeddings sit far from
+    the origin and c is their mean."""
+    return means - center, mean_squared_norms - 2 * means @ center + center @ center
+
+
 def _block_rows(num_cols: int) -> int:
     return max(1, _BLOCK_ELEMENTS // max(num_cols, 1))
 
@@ -194,11 +203,11 @@ class NeighborListBackend:
         return self.lists.clone(), self.lower.clone()
 
     def _refresh(self, rows: torch.Tensor) -> None:
-        """The search copies of ``rows``: mu - center and Q/n - 2 mu.center + |center|^2."""
-        mu = self.S[rows] / self.n[rows, None]
-        c = self.center
-        self.q[rows] = (self.Q[rows] / self.n[rows] - 2 * mu @ c + c @ c).to(self.dtype)
-        self.mu[rows] = (mu - c).to(self.dtype)
+        """The search copies of ``rows``' moments, moved to the center."""
+        mu, q = centered_moments(
+            self.S[rows] / self.n[rows, None], self.Q[rows] / self.n[rows], self.center
+        )
+        self.mu[rows], self.q[rows] = mu.to(self.dtype), q.to(self.dtype)
 
     def _exact(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         mu_a, mu_b = self.S[a] / self.n[a, None], self.S[b] / self.n[b, None]
