@@ -115,9 +115,11 @@ class HierarchicalClassTree:
             s = self.statistics
             backend = NeighborListBackend(s.counts, s.sums, s.squared_norms, num_neighbors, dtype)
             self.neighbors, _ = backend.neighbors()
+            initial = None  # the lists answer the first search themselves
         else:
             backend = self._dense_backend(num_neighbors, dtype)
-        merges = agglomerate(backend, C, device=device, initial=self.neighbors[:, 0])
+            initial = self.neighbors[:, 0]
+        merges = agglomerate(backend, C, device=device, initial=initial)
         del backend
         self.merges = torch.from_numpy(merges).to(device)
         assignments = cut_levels(merges, C, self.thresholds.cpu().numpy())

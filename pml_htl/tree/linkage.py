@@ -235,7 +235,8 @@ class NeighborListBackend:
             r = rows[start : start + step]
             # q_c - 2 mu_r . mu_c ranks a row as d(r, c) does; q_r is added to the winners
             d = torch.addmm(q_c[None, :], self.mu[r], mu_c.T, alpha=-2)
-            d[r[:, None] == cols[None, :]] = float("inf")
+            # each row's own column (rows are live, cols sorted): O(rows), no mask
+            d[torch.arange(r.shape[0], device=r.device), torch.searchsorted(cols, r)] = float("inf")
             value, index = torch.topk(d, found, dim=1, largest=False)
             value += self.q[r, None]
             ids, lower = cols[index[:, :listed]], value[:, :listed]
