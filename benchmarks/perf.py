@@ -197,9 +197,13 @@ def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     def rebuild():
         hook.rebuild(model)
 
-    fn = rebuild if args["which"] == "htl" else plain_pass
-    fn()
-    return {"times": _timed(fn, args["repeats"], device)}
+    times = {"htl": [], "plain": []}
+    plain_pass(), rebuild()  # warm-up
+    # both sides alternate in one process, so drifts of the machine hit both alike
+    for _ in range(args["repeats"]):
+        for which, fn in (("htl", rebuild), ("plain", plain_pass)):
+            times[which] += _timed(fn, 1, device)
+    return times
 
 
 def _sampler_worker(args: Dict[str, Any]) -> Dict[str, Any]:
@@ -363,15 +367,14 @@ def _same_partition(a, b) -> bool:
 
 def compare_hook(cfg, rows: list) -> None:
     args = dict(samples=cfg.hook_samples, dim=512, classes=500, device=cfg.device)
-    args["repeats"] = cfg.repeats
-    htl = _subprocess("hook", dict(args, which="htl"))
-    plain = _subprocess("hook", dict(args, which="plain"))
+    args["repeats"] = max(cfg.repeats, 5)
+    times = _subprocess("hook", args)
     rows.append(
         (
             f"tree-rebuild hook, {cfg.hook_samples} images",
             "plain inference pass",
-            median(htl["times"]),
-            median(plain["times"]),
+            median(times["htl"]),
+            median(times["plain"]),
             None,
             None,
         )
