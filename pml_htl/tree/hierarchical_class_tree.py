@@ -16,6 +16,7 @@ from .linkage import (
     centered_moments,
     cut_levels,
     dense_distances_fit,
+    distance_block,
     matrix_dtype,
 )
 
@@ -117,7 +118,7 @@ class HierarchicalClassTree:
             self.neighbors, _ = backend.neighbors()
             initial = None  # the lists answer the first search themselves
         else:
-            backend = self._dense_backend(num_neighbors, dtype)
+            backend, self.neighbors = self._dense_backend(num_neighbors, dtype)
             initial = self.neighbors[:, 0]
         merges = agglomerate(backend, C, device=device, initial=initial)
         del backend
@@ -125,7 +126,10 @@ class HierarchicalClassTree:
         assignments = cut_levels(merges, C, self.thresholds.cpu().numpy())
         self.level_assignments = torch.from_numpy(assignments).to(device)
 
-    def _dense_backend(self, num_neighbors: int, dtype: torch.dtype) -> DenseBackend:
+    def _dense_backend(
+        self, num_neighbors: int, dtype: torch.dtype
+    ) -> Tuple[DenseBackend, torch.Tensor]:
+        """The matrix backend and each class's ``num_neighbors`` nearest classes."""
         C, device = self.num_classes, self.device
         if not dense_distances_fit(C, DENSE_MAX_BYTES):
             raise ValueError(
@@ -139,13 +143,13 @@ class HierarchicalClassTree:
             distances[rows] = self._class_distance_block(rows, None, moments)
         k = min(num_neighbors, C - 1)
         backend = DenseBackend(distances, self.counts, self.linkage)  # diagonal set to inf
-        self.neighbors = torch.cat(
+        neighbors = torch.cat(
             [
                 torch.topk(distances[start : start + _ROW_BLOCK], k, dim=1, largest=False).indices
                 for start in range(0, C, _ROW_BLOCK)
             ]
         )
-        return backend
+        return backend, neighbors
 
     def _derive_class_moments(self) -> None:
         s = self.statistics
@@ -279,9 +283,11 @@ class HierarchicalClassTree:
         self, rows: torch.Tensor, cols: Optional[torch.Tensor], moments=None
     ) -> torch.Tensor:
         means, squared_norms = self._moments(torch.float64) if moments is None else moments
-        mu_c = means if cols is None else means[cols]
-        q_c = squared_norms if cols is None else squared_norms[cols]
-        return (squared_norms[rows, None] + q_c[None, :] - 2 * means[rows] @ mu_c.T).clamp_(min=0)
+        if cols is not None:
+            return distance_block(
+                means[rows], squared_norms[rows], means[cols], squared_norms[cols]
+            )
+        return distance_block(means[rows], squared_norms[rows], means, squared_norms)
 
     def nearest_classes(
         self, labels: torch.Tensor, k: int, candidates: Optional[torch.Tensor] = None

@@ -47,6 +47,18 @@ def centered_moments(
     return means - center, mean_squared_norms - 2 * means @ center + center @ center
 
 
+def distance_block(
+    means_r: torch.Tensor,
+    mean_squared_norms_r: torch.Tensor,
+    means_c: torch.Tensor,
+    mean_squared_norms_c: torch.Tensor,
+) -> torch.Tensor:
+    """d(p, q) = Q_p/n_p + Q_q/n_q - 2 mu_p . mu_q for every row class p and
+    column class q, clamped at 0 (rounding can dip below)."""
+    d = mean_squared_norms_r[:, None] + mean_squared_norms_c[None, :] - 2 * means_r @ means_c.T
+    return d.clamp_(min=0)
+
+
 def _block_rows(num_cols: int) -> int:
     return max(1, _BLOCK_ELEMENTS // max(num_cols, 1))
 
@@ -154,11 +166,12 @@ class NeighborListBackend:
 
     Args:
         counts, sums, squared_norms: n_c, S_c, Q_c of every class.
-        neighbors: (C, k) each class's k nearest classes, e.g. the tree's cache.
-        distances: (C, k) their distances.
-        bounds: (C,) the (k+1)-th smallest distance of each class (inf if none).
+        width: k, the candidates listed per node (at most C - 1); the first
+            search fills every list with the node's k nearest classes.
         dtype: precision of the search; merge heights are always float64.
     """
+
+    linkage = "average"
 
     def __init__(
         self,
@@ -178,14 +191,11 @@ class NeighborListBackend:
         self.center = self.S.sum(0) / self.n.sum()
         self.mu = torch.empty(self.S.shape, dtype=dtype, device=device)
         self.q = torch.empty(self.n.shape, dtype=dtype, device=device)
-        for start in range(0, self.S.shape[0], _block_rows(self.S.shape[1])):
-            self._refresh(
-                torch.arange(
-                    start, min(start + _block_rows(self.S.shape[1]), self.S.shape[0]), device=device
-                )
-            )
-        self.active = torch.ones_like(self.n, dtype=torch.bool)
         self.rep = torch.arange(self.n.shape[0], device=device)  # node id -> live node
+        step = _block_rows(self.S.shape[1])  # no float64 copy of all of S at once
+        for start in range(0, self.S.shape[0], step):
+            self._refresh(self.rep[start : start + step])
+        self.active = torch.ones_like(self.n, dtype=torch.bool)
         self.width = min(width, self.n.shape[0] - 1)
         shape = (self.n.shape[0], self.width)
         self.lists = torch.empty(shape, dtype=torch.long, device=device)
@@ -309,14 +319,12 @@ class NeighborListBackend:
         self.active[b] = False
         self.changed_at[a] = self.round
 
-    linkage = "average"
-
     def live_matrix(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class index, float64 distance matrix, size) of the nodes not merged away."""
         live = torch.nonzero(self.active).squeeze(1)
         mu = self.S[live] / self.n[live, None]
         q = self.Q[live] / self.n[live]
-        D = (q[:, None] + q[None, :] - 2 * mu @ mu.T).clamp_(min=0)
+        D = distance_block(mu, q, mu, q)
         return live.cpu().numpy(), D.cpu().numpy(), self.n[live].cpu().numpy()
 
     def _merge_lists(self, a: torch.Tensor, b: torch.Tensor) -> None:
