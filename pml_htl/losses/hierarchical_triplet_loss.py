@@ -230,12 +230,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         buffer = None
         if stats:
             statistics = ClassStatistics.from_state_dict(stats)
-            buffer = StatisticsBuffer(
-                statistics.embedding_size,
-                self.distance.normalize_embeddings,
-                device=statistics.device,
-            )
-            buffer.statistics = statistics
+            buffer = StatisticsBuffer.resume(statistics, self.distance.normalize_embeddings)
         iteration = int(state.get("iteration", 0))
         # a loss made with tree_update_interval=None stays out of drop-in mode
         drop_in = bool(state.get("drop_in", self.drop_in)) and self.tree_update_interval is not None

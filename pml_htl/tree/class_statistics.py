@@ -103,16 +103,23 @@ class ClassStatistics:
         return cls._group(x, labels.to(x.device))
 
     @classmethod
-    def _group(cls, x: torch.Tensor, labels: torch.Tensor) -> "ClassStatistics":
+    def _group(
+        cls, x: torch.Tensor, labels: torch.Tensor, squared_norms: Optional[torch.Tensor] = None
+    ) -> "ClassStatistics":
+        """Per-class sums of prepared rows (detached, normalised as wanted), summed
+        in the rows' dtype and stored in float64. ``squared_norms``: each row's
+        ||r||^2 when the caller knows it (default: computed from ``x``)."""
+        if squared_norms is None:
+            squared_norms = (x * x).sum(1)
         classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
         C, D = classes.shape[0], x.shape[1]
         counts = torch.zeros(C, dtype=torch.float64, device=x.device)
         counts.index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
-        sums = torch.zeros(C, D, dtype=torch.float64, device=x.device)
+        sums = torch.zeros(C, D, dtype=x.dtype, device=x.device)
         sums.index_add_(0, inverse, x)
-        squared_norms = torch.zeros(C, dtype=torch.float64, device=x.device)
-        squared_norms.index_add_(0, inverse, (x * x).sum(1))
-        return cls(classes, counts, sums, squared_norms)
+        per_class = torch.zeros(C, dtype=x.dtype, device=x.device)
+        per_class.index_add_(0, inverse, squared_norms)
+        return cls(classes, counts, sums, per_class)
 
     def update(
         self, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True

@@ -42,6 +42,13 @@ class StatisticsBuffer:
         self._labels: Optional[torch.Tensor] = None
         self._queued = 0
 
+    @classmethod
+    def resume(cls, statistics: ClassStatistics, normalize: bool = True) -> "StatisticsBuffer":
+        """A buffer that goes on adding to ``statistics`` (e.g. from a checkpoint)."""
+        buffer = cls(statistics.embedding_size, normalize, device=statistics.device)
+        buffer.statistics = statistics
+        return buffer
+
     def add(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """Queue a batch; the caller has checked it (finite, 2-D, matching labels)."""
         n = embeddings.shape[0]
@@ -70,14 +77,6 @@ class StatisticsBuffer:
             squared_norms = (squared_norms > 0).to(x.dtype)  # unit vectors; zero rows stay 0
         else:
             squared_norms.square_()
-        classes, inverse = torch.unique(labels, sorted=True, return_inverse=True)
-        C = classes.shape[0]
-        counts = torch.zeros(C, dtype=torch.float64, device=x.device)
-        counts.index_add_(0, inverse, torch.ones_like(inverse, dtype=torch.float64))
-        per_class = torch.zeros(C, dtype=x.dtype, device=x.device)
-        per_class.index_add_(0, inverse, squared_norms)
-        sums = torch.zeros(C, x.shape[1], dtype=x.dtype, device=x.device)
-        sums.index_add_(0, inverse, x)
-        self.statistics.add_(ClassStatistics(classes, counts, sums, per_class))
+        self.statistics.add_(ClassStatistics._group(x, labels, squared_norms))
         self._queued = 0
         return self.statistics
