@@ -61,6 +61,19 @@ def _timed(fn: Callable[[], Any], repeats: int, device: str) -> List[float]:
     return times
 
 
+def _alternate(sides: Dict[str, Callable[[], Callable[[], Any]]], repeats: int, device: str):
+    """Times of each side's run, the sides alternating in one process so that
+    drifts of the machine hit both alike. ``sides`` maps a name to a factory
+    of the run to time (called untimed before every run); one warm-up each."""
+    times: Dict[str, List[float]] = {name: [] for name in sides}
+    for make in sides.values():
+        make()()  # warm-up
+    for _ in range(repeats):
+        for name, make in sides.items():
+            times[name] += _timed(make(), 1, device)
+    return times
+
+
 def _loss_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
@@ -197,13 +210,9 @@ def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     def rebuild():
         hook.rebuild(model)
 
-    times = {"htl": [], "plain": []}
-    plain_pass(), rebuild()  # warm-up
-    # both sides alternate in one process, so drifts of the machine hit both alike
-    for _ in range(args["repeats"]):
-        for which, fn in (("htl", rebuild), ("plain", plain_pass)):
-            times[which] += _timed(fn, 1, device)
-    return times
+    return _alternate(
+        {"htl": lambda: rebuild, "plain": lambda: plain_pass}, args["repeats"], device
+    )
 
 
 def _sampler_worker(args: Dict[str, Any]) -> Dict[str, Any]:
@@ -249,23 +258,18 @@ def _dropin_worker(args: Dict[str, Any]) -> Dict[str, Any]:
             return losses.HierarchicalTripletLoss(tree_update_interval=args["interval"])
         return losses.HierarchicalTripletLoss(tree=fixed_tree)
 
-    def run(loss_fn):
-        for labels in batches:
-            emb.grad = None
-            loss_fn(emb, labels).backward()
-        _sync(device)
+    def training(which):
+        loss_fn = make_loss(which)  # a fresh loss without statistics, as training starts
 
-    times = {"htl": [], "fixed": []}
-    for which in times:
-        run(make_loss(which))  # warm-up
-    # both sides alternate in one process, so drifts of the machine hit both alike
-    for _ in range(args["repeats"]):
-        for which in times:
-            loss_fn = make_loss(which)  # starts without statistics, as training does
-            start = time.perf_counter()
-            run(loss_fn)
-            times[which].append(time.perf_counter() - start)
-    return times
+        def run():
+            for labels in batches:
+                emb.grad = None
+                loss_fn(emb, labels).backward()
+
+        return run
+
+    sides = {which: (lambda which=which: training(which)) for which in ("htl", "fixed")}
+    return _alternate(sides, args["repeats"], device)
 
 
 WORKERS = {
