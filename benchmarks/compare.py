@@ -280,8 +280,8 @@ def run_one(
     from pytorch_metric_learning import trainers
     from pytorch_metric_learning.utils import distributed as pml_dist
 
-    from pml_htl import hooks, samplers
-    from pml_htl.utils.distributed import world
+    from pml_htl import samplers, tree_hooks
+    from pml_htl.tree.distributed import world
 
     rank, world_size = world()
     set_seed(seed)
@@ -332,7 +332,7 @@ def run_one(
     tree_hook = None
     if loss_name in USES_TREE:
         consumers = [c for c in (tree_consumer_loss, sampler) if hasattr(c, "update_tree")]
-        tree_hook = hooks.TreeRebuildHook(
+        tree_hook = tree_hooks.TreeRebuildHook(
             splits.train_eval, consumers=consumers, num_workers=cfg["num_workers"]
         )
 
@@ -672,7 +672,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     logging.getLogger("PML").setLevel(logging.WARNING)
     rank, world_size = init_distributed(cfg)
     device = torch.device(cfg["device"])
-    from pml_htl.accuracy_calculator import make_accuracy_calculator
+    from pml_htl.utils.accuracy_calculator import make_accuracy_calculator
 
     train_tf, eval_tf = image_transforms(cfg)
     try:

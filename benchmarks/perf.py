@@ -180,7 +180,7 @@ def _tree_worker(args: Dict[str, Any]) -> Dict[str, Any]:
 def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
-    from pml_htl import hooks, losses
+    from pml_htl import losses, tree_hooks
 
     N, D, C, device = args["samples"], args["dim"], args["classes"], args["device"]
     g = torch.Generator().manual_seed(0)
@@ -203,7 +203,7 @@ def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
             for x, _ in loader:
                 model(x.to(device))
 
-    hook = hooks.TreeRebuildHook(
+    hook = tree_hooks.TreeRebuildHook(
         dataset, consumers=[losses.HierarchicalTripletLoss()], batch_size=bs, progress=False
     )
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 
-from pml_htl import HierarchicalClassTree, hooks, losses, miners, samplers
+from pml_htl import HierarchicalClassTree, losses, miners, samplers, tree_hooks
 
 
 @pytest.fixture
@@ -69,9 +69,9 @@ def test_miner_max_elements_checked():
 
 def test_hook_checks_its_tree_options(blob_dataset):
     with pytest.raises(ValueError, match="num_levels"):
-        hooks.TreeRebuildHook(blob_dataset, num_levels=0)
+        tree_hooks.TreeRebuildHook(blob_dataset, num_levels=0)
     with pytest.raises(ValueError, match="linkage"):
-        hooks.TreeRebuildHook(blob_dataset, linkage="ward")
+        tree_hooks.TreeRebuildHook(blob_dataset, linkage="ward")
 
 
 def test_statistics_over_a_known_index_match_from_embeddings():

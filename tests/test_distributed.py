@@ -13,8 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from pytorch_metric_learning.utils import distributed as pml_dist
 
-from pml_htl import ClassStatistics, HierarchicalClassTree, hooks, losses, samplers
-from pml_htl.utils import distributed as htl_dist
+from pml_htl import ClassStatistics, HierarchicalClassTree, losses, samplers, tree_hooks
+from pml_htl.tree import distributed as htl_dist
 
 WORLD = 2
 B_LOCAL, D = 8, 6
@@ -74,7 +74,7 @@ def worker(rank, folder):
 
     # the hook: each rank embeds its shard, statistics are all-reduced
     dataset = Blobs()
-    hook = hooks.TreeRebuildHook(dataset, progress=False)
+    hook = tree_hooks.TreeRebuildHook(dataset, progress=False)
     out["hook_tree"] = hook.rebuild(model()).state_dict()
 
     # drop-in mode with local batches (efficient wrapper): statistics are summed
@@ -152,7 +152,7 @@ def test_efficient_mode_equals_local_anchors_against_global_reference(results):
 
 def test_hook_builds_the_single_process_tree_on_every_rank(results):
     dataset = Blobs()
-    expected = hooks.TreeRebuildHook(dataset, progress=False).rebuild(model())
+    expected = tree_hooks.TreeRebuildHook(dataset, progress=False).rebuild(model())
     for got in results:
         tree = HierarchicalClassTree.from_state_dict(got["hook_tree"])
         assert torch.equal(tree.labels, expected.labels)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_metric_learning import trainers
 
-from pml_htl import ClassStatistics, HierarchicalClassTree, hooks, losses, miners, samplers
+from pml_htl import ClassStatistics, HierarchicalClassTree, losses, miners, samplers, tree_hooks
 
 logging.getLogger("PML").setLevel(logging.WARNING)
 
@@ -21,7 +21,7 @@ def test_rebuild_in_a_plain_loop_matches_brute_force(blob_dataset):
     trunk, embedder = make_models()
     model = torch.nn.Sequential(trunk, embedder).train()
     loss = losses.HierarchicalTripletLoss()
-    hook = hooks.TreeRebuildHook(blob_dataset, consumers=[loss], batch_size=7, progress=False)
+    hook = tree_hooks.TreeRebuildHook(blob_dataset, consumers=[loss], batch_size=7, progress=False)
     assert loss.drop_in is False  # registering turns drop-in off
     tree = hook.rebuild(model)
     assert model.training  # the previous mode is restored
@@ -40,7 +40,7 @@ def test_rebuild_in_a_plain_loop_matches_brute_force(blob_dataset):
 
 def test_label_fn_applied(blob_dataset):
     model = torch.nn.Sequential(*make_models())
-    hook = hooks.TreeRebuildHook(blob_dataset, progress=False)
+    hook = tree_hooks.TreeRebuildHook(blob_dataset, progress=False)
     tree = hook.rebuild(model, label_fn=lambda y: (y - 100) // 3)
     assert tree.labels.tolist() == list(range(12))
 
@@ -50,7 +50,9 @@ def test_trainer_two_epochs_every_consumer_gets_each_new_tree(blob_dataset):
     loss = losses.HierarchicalTripletLoss()
     miner = miners.HierarchicalTripletMiner()
     sampler = samplers.AnchorNeighborSampler(blob_dataset.labels, 2, 2, 4, seed=0)
-    hook = hooks.TreeRebuildHook(blob_dataset, consumers=[loss, miner, sampler], progress=False)
+    hook = tree_hooks.TreeRebuildHook(
+        blob_dataset, consumers=[loss, miner, sampler], progress=False
+    )
     seen = []
 
     def record(trainer):
@@ -68,7 +70,7 @@ def test_trainer_two_epochs_every_consumer_gets_each_new_tree(blob_dataset):
         mining_funcs={"tuple_miner": miner},
         dataset=blob_dataset,
         sampler=sampler,
-        end_of_epoch_hook=hooks.chain_hooks(hook, record),
+        end_of_epoch_hook=tree_hooks.chain_hooks(hook, record),
         set_min_label_to_zero=True,
         dataset_labels=blob_dataset.labels,
         dataloader_num_workers=0,
@@ -90,9 +92,9 @@ def test_trainer_two_epochs_every_consumer_gets_each_new_tree(blob_dataset):
 
 def test_chain_hooks_stops_when_any_hook_says_false():
     calls = []
-    chained = hooks.chain_hooks(lambda t: calls.append(1), lambda t: False)
+    chained = tree_hooks.chain_hooks(lambda t: calls.append(1), lambda t: False)
     assert chained(None) is False and calls == [1]
-    assert hooks.chain_hooks(lambda t: None, lambda t: True)(None) is True
+    assert tree_hooks.chain_hooks(lambda t: None, lambda t: True)(None) is True
 
 
 def test_failed_hand_out_leaves_every_consumer_unchanged(blob_dataset):
@@ -103,7 +105,7 @@ def test_failed_hand_out_leaves_every_consumer_unchanged(blob_dataset):
     loss = losses.HierarchicalTripletLoss(tree=old)
     # a sampler whose classes the new tree does not know makes the hand-out fail
     sampler = samplers.AnchorNeighborSampler(np.arange(40) % 8 + 1000, 1, 2, 2)
-    hook = hooks.TreeRebuildHook(blob_dataset, consumers=[loss, sampler], progress=False)
+    hook = tree_hooks.TreeRebuildHook(blob_dataset, consumers=[loss, sampler], progress=False)
     with pytest.raises(ValueError, match="not in the class tree"):
         hook.rebuild(model)
     assert loss.tree is old and sampler.tree is None and sampler.neighbors is None
@@ -112,13 +114,13 @@ def test_failed_hand_out_leaves_every_consumer_unchanged(blob_dataset):
 
 def test_hook_bad_input(blob_dataset):
     with pytest.raises(ValueError, match="dataset is empty"):
-        hooks.TreeRebuildHook(torch.utils.data.TensorDataset(torch.zeros(0, 3)))
+        tree_hooks.TreeRebuildHook(torch.utils.data.TensorDataset(torch.zeros(0, 3)))
     with pytest.raises(TypeError, match="consumers"):
-        hooks.TreeRebuildHook(blob_dataset, consumers=[object()])
+        tree_hooks.TreeRebuildHook(blob_dataset, consumers=[object()])
     with pytest.raises(ValueError, match="batch_size"):
-        hooks.TreeRebuildHook(blob_dataset, batch_size=0)
+        tree_hooks.TreeRebuildHook(blob_dataset, batch_size=0)
     with pytest.raises(TypeError, match="dataset"):
-        hooks.TreeRebuildHook(42)
+        tree_hooks.TreeRebuildHook(42)
 
 
 def test_pml_save_and_load_model_restores_trees(blob_dataset, tmp_path):
@@ -129,7 +131,7 @@ def test_pml_save_and_load_model_restores_trees(blob_dataset, tmp_path):
     model = torch.nn.Sequential(*make_models())
     loss = losses.HierarchicalTripletLoss()
     miner = miners.HierarchicalTripletMiner()
-    hooks.TreeRebuildHook(blob_dataset, consumers=[loss, miner], progress=False).rebuild(model)
+    tree_hooks.TreeRebuildHook(blob_dataset, consumers=[loss, miner], progress=False).rebuild(model)
     c_f.save_model(loss, str(tmp_path / "loss.pth"))
     c_f.save_model(miner, str(tmp_path / "miner.pth"))
     loss2, miner2 = losses.HierarchicalTripletLoss(), miners.HierarchicalTripletMiner()

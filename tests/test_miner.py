@@ -2,7 +2,7 @@ import pytest
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 
-from pml_htl import HierarchicalClassTree, miners
+from pml_htl import HierarchicalClassTree, WiringWarning, miners
 
 
 def make_tree(num_classes=6, dim=8, seed=0):
@@ -77,10 +77,14 @@ def test_miner_without_tree_uses_beta_and_empty_output():
     torch.manual_seed(3)
     labels = torch.tensor([0, 0, 1, 1])
     emb = torch.randn(4, 5)
-    miner = miners.HierarchicalTripletMiner(beta=4.5)  # every triplet violates
-    a, p, n = miner(emb, labels)
+    with pytest.warns(WiringWarning, match="flat margin beta"):
+        miner = miners.HierarchicalTripletMiner(beta=4.0)  # every triplet violates
+        a, p, n = miner(emb, labels)
     assert len(a) == 2 * 2 * 2
-    a, p, n = miners.HierarchicalTripletMiner(beta=-10.0)(emb, labels)
+    # two tight, opposite clusters: no triplet violates beta = 0
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]])
+    with pytest.warns(WiringWarning):
+        a, p, n = miners.HierarchicalTripletMiner(beta=0.0)(emb, labels)
     assert a.dtype == torch.long and len(a) == len(p) == len(n) == 0
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pytorch_metric_learning import trainers
 
-from pml_htl import hooks, losses, samplers
+from pml_htl import losses, samplers, tree_hooks
 
 logging.getLogger("PML").setLevel(logging.WARNING)
 
@@ -26,7 +26,7 @@ def test_rebuild_restores_every_submodule_mode(blob_dataset):
     model = _model().train()
     model[1].eval()  # frozen BN, a common fine-tuning set-up
     before = {name: m.training for name, m in model.named_modules()}
-    hooks.TreeRebuildHook(blob_dataset, progress=False).rebuild(model)
+    tree_hooks.TreeRebuildHook(blob_dataset, progress=False).rebuild(model)
     after = {name: m.training for name, m in model.named_modules()}
     assert after == before
 
@@ -50,7 +50,9 @@ def test_failed_hand_out_with_label_fn_restores_the_sampler(blob_dataset):
     loss = losses.HierarchicalTripletLoss()
     sampler = samplers.AnchorNeighborSampler(blob_dataset.labels, 2, 2, 2, seed=0)
     refuses = _Refuses()
-    hook = hooks.TreeRebuildHook(blob_dataset, consumers=[loss, sampler, refuses], progress=False)
+    hook = tree_hooks.TreeRebuildHook(
+        blob_dataset, consumers=[loss, sampler, refuses], progress=False
+    )
 
     def label_fn(y):
         return (torch.as_tensor(np.asarray(y)) - 100) // 3
@@ -72,7 +74,7 @@ def test_hook_rejects_bad_tree_options_at_construction(blob_dataset, kwargs):
     """Bad tree options must fail when the hook is made, not after a whole
     embedding pass of the training set at the end of the first epoch."""
     with pytest.raises((ValueError, TypeError)):
-        hooks.TreeRebuildHook(blob_dataset, progress=False, **kwargs)
+        tree_hooks.TreeRebuildHook(blob_dataset, progress=False, **kwargs)
 
 
 class _TwoLevelBlobs(torch.utils.data.Dataset):
@@ -100,7 +102,7 @@ def test_trainer_with_label_hierarchy_level_and_sampler(blob_dataset):
     trunk, embedder = torch.nn.Linear(6, 16), torch.nn.Linear(16, 8)
     loss = losses.HierarchicalTripletLoss()
     sampler = samplers.AnchorNeighborSampler(ds.labels[:, 1], 2, 2, 4, seed=0)
-    hook = hooks.TreeRebuildHook(ds, consumers=[loss, sampler], progress=False)
+    hook = tree_hooks.TreeRebuildHook(ds, consumers=[loss, sampler], progress=False)
     trainer = trainers.MetricLossOnly(
         models={"trunk": trunk, "embedder": embedder},
         optimizers={"trunk_optimizer": torch.optim.SGD(trunk.parameters(), lr=0.1)},

@@ -1,4 +1,4 @@
-"""HierarchicalTripletLoss (HTL_SPEC section 4)."""
+"""HierarchicalTripletLoss (docs/method.md, "The loss")."""
 
 from __future__ import annotations
 
@@ -9,23 +9,29 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.reducers import MeanReducer
 
-from ..tree import ClassStatistics, HierarchicalClassTree, StatisticsBuffer, check_tree_options
-from ..utils.distributed import all_reduce_statistics, check_same_tree, statistics_agree
-from ..utils.margins import check_distance, hinge_terms
-from ..utils.tree_consumer import TreeConsumerMixin, check_tree
-from ..utils.triplets import (
+from .._hinge import check_distance, hinge_terms
+from .._logging import LOGGER, warn_once
+from .._triplets import (
     all_triplet_hinge_sum,
     all_triplet_indices,
     check_indices_tuple,
     convert_to_triplets,
     pair_masks,
     same_class_masks,
+    upcast_half,
 )
-from ..utils.validation import (
-    check_finite_number,
-    check_metric_inputs,
-    check_positive_int,
+from .._validation import check_beta, check_metric_inputs, check_positive_int
+from ..tree import (
+    MAX_SQUARED_DISTANCE,
+    ClassStatistics,
+    HierarchicalClassTree,
+    StatisticsBuffer,
+    TreeConsumerMixin,
+    check_tree,
+    check_tree_matches,
+    resolve_tree_options,
 )
+from ..tree.distributed import check_same_tree, combine_rank_statistics
 
 
 class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
@@ -40,18 +46,22 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         tree: a :class:`~pml_htl.HierarchicalClassTree` (built by the
             tree-rebuild hook from the whole training set). Without one the
             loss runs in drop-in mode (below).
-        beta: beta, the constant part of the margin (default 0.1).
+        beta: beta, the constant part of the margin (default 0.1, the
+            paper's), a squared distance in [0, 4].
         tree_update_interval: drop-in mode only: rebuild the loss's own tree
             from the statistics of the detached embeddings seen in training
             mode every this many iterations (default 100), then start fresh
             statistics (summed per class in float32 over up to 8,192 rows,
             float64 for float64 embeddings, then accumulated in float64).
             ``None`` disables drop-in mode. Until a class has statistics in
-            the tree its margin is beta. Under torch.distributed the ranks'
-            statistics are summed when they differ, so every rank builds the
-            same tree.
-        num_levels, linkage, level_start: L and the tree options of the
-            drop-in trees (see :class:`~pml_htl.HierarchicalClassTree`).
+            the tree its margin is beta. Under torch.distributed every rank
+            builds its tree from one all-reduced set of statistics (the mean
+            when the ranks saw the same samples, the sum otherwise).
+        num_levels, linkage, level_start: L and the open choices of the tree
+            (see :class:`~pml_htl.HierarchicalClassTree`); by default those of
+            ``tree`` when given, else 16, "average", 0. Every tree the loss
+            receives (from a hook, ``update_tree`` or a checkpoint) must have
+            been built with them.
         distance: default ``LpDistance(power=2)`` (normalised, squared
             distances, alpha's units). ``LpDistance(power=1)`` is the hinge on
             plain distances as printed in the paper; with ``CosineSimilarity``
@@ -69,7 +79,12 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     same tensor object, e.g. when ``ref_emb`` is not given).
 
     float16/bfloat16 embeddings are computed in float32 and the loss is
-    returned in float32; gradients reach the embeddings in their own dtype.
+    returned in float32, also when there is no triplet; gradients reach the
+    embeddings in their own dtype. An empty batch gives a zero loss, as in PML.
+
+    With ``collect_stats=True`` (or PML's ``c_f.COLLECT_STATS``) every forward
+    records ``num_triplets``, ``num_violating_triplets`` and ``mean_margin``,
+    which PML's record-keeper logs. See docs/method.md for the formulas.
     """
 
     def __init__(
@@ -77,20 +92,21 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
         tree_update_interval: Optional[int] = 100,
-        num_levels: int = 16,
-        linkage: str = "average",
-        level_start: int = 0,
+        num_levels: Optional[int] = None,
+        linkage: Optional[str] = None,
+        level_start: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_distance(self.distance)
-        self.beta = check_finite_number(beta, "beta")
+        self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
         if tree_update_interval is not None:
             check_positive_int(tree_update_interval, "tree_update_interval")
-        check_tree_options(num_levels, linkage, level_start)
         self.tree = check_tree(tree)
+        self.tree_options = resolve_tree_options(
+            dict(num_levels=num_levels, linkage=linkage, level_start=level_start), tree, "tree"
+        )
         self.tree_update_interval = tree_update_interval
-        self.tree_options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
         self.drop_in = tree is None and tree_update_interval is not None
         self._buffer: Optional[StatisticsBuffer] = None  # drop-in statistics
         self.iteration = 0
@@ -107,7 +123,9 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         return MeanReducer()
 
     def update_tree(self, tree: HierarchicalClassTree) -> None:
-        """Use ``tree`` from now on; turns drop-in updates off."""
+        """Use ``tree`` from now on; turns drop-in updates off. The tree must have
+        been built with this loss's tree options."""
+        check_tree_matches(self.tree_options, check_tree(tree), "the tree handed to the loss")
         super().update_tree(tree)
         self.disable_drop_in()
 
@@ -121,6 +139,9 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
+            return self._zero_losses(embeddings)  # as PML's losses: nothing to compare
+        self._warn_if_no_tree()
         remove_self = ref_labels is labels  # PML's rule (identity, not equality)
         tree = self.tree_on(embeddings.device)
         dist, alpha, offsets, sign = hinge_terms(
@@ -137,22 +158,31 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             elif len(indices_tuple) == 4:  # pairs, e.g. from CrossBatchMemory
                 masks = pair_masks(indices_tuple, B, M)
         if masks is not None:
-            loss_dict = self._all_triplets_mean(dist, offsets, alpha, *masks, sign)
+            loss_dict = self._all_triplets_mean(embeddings, dist, offsets, alpha, *masks, sign)
         else:
             if indices_tuple is None:
                 triplets = all_triplet_indices(*same_class_masks(labels, ref_labels, remove_self))
             else:
                 triplets = convert_to_triplets(indices_tuple, B)
-            loss_dict = self._per_triplet(dist, offsets, alpha, triplets, sign)
+            loss_dict = self._per_triplet(embeddings, dist, offsets, alpha, triplets, sign)
         self._maybe_update_own_tree(embeddings, labels)
         return loss_dict
 
-    def _all_triplets_mean(self, dist, offsets, alpha, positive, negative, sign):
+    def _zero_losses(self, embeddings):
+        """PML's zero loss, in the dtype the loss has when triplets exist (float32
+        for half-precision input), and connected to the embeddings' graph."""
+        zero = upcast_half(embeddings).sum() * 0
+        return {
+            name: {"losses": zero, "indices": None, "reduction_type": "already_reduced"}
+            for name in self.sub_loss_names()
+        }
+
+    def _all_triplets_mean(self, embeddings, dist, offsets, alpha, positive, negative, sign):
         """Mean over every (a, p, n) with positive[a, p] and negative[a, n]."""
         pos_count, neg_count = positive.sum(1), negative.sum(1)
         num_triplets = int((pos_count * neg_count).sum())
         if num_triplets == 0:
-            return self.zero_losses()
+            return self._zero_losses(embeddings)
         total, active = all_triplet_hinge_sum(dist, offsets, positive, negative, sign)
         if self.collect_stats:
             self.num_triplets = num_triplets
@@ -168,10 +198,10 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             }
         }
 
-    def _per_triplet(self, dist, offsets, alpha, triplets, sign):
+    def _per_triplet(self, embeddings, dist, offsets, alpha, triplets, sign):
         a, p, n = triplets
         if len(a) == 0:
-            return self.zero_losses()
+            return self._zero_losses(embeddings)
         violation = sign * (dist[a, p] - dist[a, n]) + offsets[a, n]
         losses = 0.5 * torch.relu(violation)
         if self.collect_stats:
@@ -186,6 +216,17 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             }
         }
 
+    def _warn_if_no_tree(self) -> None:
+        if self.tree is not None or self.drop_in or self.warn_if_hook_tree_missing():
+            return
+        warn_once(
+            self,
+            "no tree",
+            "HierarchicalTripletLoss has no class tree and its drop-in mode is off "
+            "(tree_update_interval=None), so every margin is the flat beta: pass tree=, "
+            "or register the loss with a TreeRebuildHook",
+        )
+
     def _maybe_update_own_tree(self, embeddings, labels) -> None:
         if not (self.drop_in and self.training):
             return
@@ -197,17 +238,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.iteration += 1
         if self.iteration % self.tree_update_interval:
             return
-        statistics = self._buffer.flush()
-        if not statistics_agree(statistics):
-            # each rank saw its own batches (e.g. DistributedLossWrapper(efficient=True)):
-            # sum them; ranks that saw the gathered batch already agree
-            statistics = all_reduce_statistics(statistics)
+        # under torch.distributed every rank builds from the same reduced statistics
+        statistics = combine_rank_statistics(self._buffer.flush())
         try:
             tree = HierarchicalClassTree(statistics, **self.tree_options)
         except ValueError:
             return  # too few classes or samples so far: keep accumulating
         check_same_tree(tree)
         self.tree, self._buffer = tree, None
+        LOGGER.info("drop-in class tree at iteration %d: %s", self.iteration, tree.summary())
 
     @property
     def statistics(self) -> Optional[ClassStatistics]:
@@ -226,6 +265,8 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     def set_extra_state(self, state: Dict[str, Any]) -> None:
         # parse everything before assigning anything: a bad state changes nothing
         tree = self.tree_from_extra_state(state)
+        if tree is not None:
+            check_tree_matches(self.tree_options, tree, "the saved tree")
         stats = state.get("statistics", {})
         buffer = None
         if stats:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.miners import BaseMiner
 
-from ..tree import HierarchicalClassTree
-from ..utils.margins import check_distance, hinge_terms
-from ..utils.tree_consumer import TreeConsumerMixin, check_tree
-from ..utils.triplets import all_triplet_indices, same_class_masks
-from ..utils.validation import (
-    check_finite_number,
-    check_metric_inputs,
-    check_positive_int,
-)
+from .._hinge import check_distance, hinge_terms
+from .._logging import warn_once
+from .._triplets import all_triplet_indices, same_class_masks
+from .._validation import check_beta, check_metric_inputs, check_positive_int
+from ..tree import MAX_SQUARED_DISTANCE, HierarchicalClassTree, TreeConsumerMixin, check_tree
 
 
 class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
@@ -26,9 +22,13 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
     the loss, so HTL's margin can drive any triplet or pair loss.
 
     Args:
-        tree: a :class:`~pml_htl.HierarchicalClassTree`; without one (before
-            the hook has built it) alpha = beta.
-        beta: beta of the margin (default 0.1).
+        tree: a :class:`~pml_htl.HierarchicalClassTree`. Or register the miner
+            with the :class:`~pml_htl.TreeRebuildHook`, or pass ``tree_source``.
+            Without any tree alpha = beta (with a warning).
+        tree_source: an object whose ``.tree`` the miner uses at every call,
+            e.g. a :class:`~pml_htl.losses.HierarchicalTripletLoss` in drop-in
+            mode (the miner then follows the loss's own trees).
+        beta: beta of the margin (default 0.1), a squared distance in [0, 4].
         distance: as for the loss (default ``LpDistance(power=2)``).
         max_elements: bound on the working set of one chunk of anchors.
     """
@@ -38,12 +38,23 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
         max_elements: int = 1 << 22,
+        tree_source: Optional[Any] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_distance(self.distance)
         self.tree = check_tree(tree)
-        self.beta = check_finite_number(beta, "beta")
+        if tree_source is not None:
+            if tree is not None:
+                raise ValueError("give tree or tree_source, not both")
+            if not hasattr(tree_source, "tree"):
+                raise TypeError(
+                    "tree_source must have a .tree attribute (e.g. a HierarchicalTripletLoss), "
+                    f"got {type(tree_source).__name__}"
+                )
+        # a plain attribute, not a submodule: the loss keeps its own state_dict
+        object.__setattr__(self, "tree_source", tree_source)
+        self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
         self.max_elements = check_positive_int(max_elements, "max_elements")
         self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
 
@@ -54,11 +65,32 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         check_metric_inputs(embeddings, labels, ref_emb, ref_labels)
         return super().forward(embeddings, labels, ref_emb, ref_labels)
 
+    def current_tree(self, device: torch.device) -> Optional[HierarchicalClassTree]:
+        """The tree this call mines with: the tree source's, else the miner's own."""
+        if self.tree_source is None:
+            tree = self.tree_on(device)
+            if tree is None and not self.warn_if_hook_tree_missing():
+                warn_once(
+                    self,
+                    "no tree",
+                    "HierarchicalTripletMiner has no class tree, so it mines with the flat "
+                    "margin beta: register it with the TreeRebuildHook, pass tree=, or "
+                    "follow a loss's tree with tree_source=loss",
+                )
+            return tree
+        tree = check_tree(self.tree_source.tree)
+        return None if tree is None else tree.to(device)
+
     def mine(self, embeddings, labels, ref_emb, ref_labels):
+        empty = torch.zeros(0, dtype=torch.long, device=labels.device)
+        if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
+            return empty, empty.clone(), empty.clone()
         remove_self = ref_labels is labels
-        tree = self.tree_on(embeddings.device)
+        tree = self.current_tree(embeddings.device)
+        # a followed loss in drop-in mode has no statistics for some classes yet
+        allow_unknown = self.tree_source is not None
         dist, _, offsets, sign = hinge_terms(
-            self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, False
+            self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, allow_unknown
         )
         positive, negative = same_class_masks(labels, ref_labels, remove_self)
         per_anchor = positive.sum(1) * negative.sum(1)
@@ -74,7 +106,4 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
             keep = violation > 0
             found.append((a[keep], p[keep], n[keep]))
             start = stop
-        if not found:
-            empty = torch.zeros(0, dtype=torch.long, device=labels.device)
-            return empty, empty.clone(), empty.clone()
         return tuple(torch.cat(x).to(labels.device) for x in zip(*found))

@@ -1,4 +1,5 @@
-"""AnchorNeighborSampler: HTL's anchor-neighbour (A-N) batches (HTL_SPEC section 3)."""
+"""AnchorNeighborSampler: HTL's anchor-neighbour (A-N) batches (docs/method.md,
+"Anchor-neighbour batches")."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from ..tree import HierarchicalClassTree
-from ..utils.distributed import world
-from ..utils.tree_consumer import check_tree
-from ..utils.validation import check_positive_int
+from .._logging import warn_once
+from .._validation import check_positive_int
+from ..tree import HierarchicalClassTree, check_tree
+from ..tree.distributed import world
 
 
 def _labels_as_numpy(labels) -> np.ndarray:
@@ -121,6 +122,8 @@ class AnchorNeighborSampler(Sampler[int]):
         self.length_before_new_iter = length_before_new_iter
         self.neighbors: Optional[np.ndarray] = None
         self.tree: Optional[HierarchicalClassTree] = None
+        #: set by the TreeRebuildHook that registers this sampler
+        self.awaits_hook_tree = False
         if tree is not None:
             self.update_tree(tree)
 
@@ -195,6 +198,15 @@ class AnchorNeighborSampler(Sampler[int]):
         return np.asarray(chosen)
 
     def __iter__(self) -> Iterator[int]:
+        if self.neighbors is None and self.awaits_hook_tree:
+            warn_once(
+                self,
+                "no hook tree",
+                "AnchorNeighborSampler is registered with a TreeRebuildHook that has not "
+                "built a tree yet, so this pass draws random classes: call the hook once "
+                "before training (hook(trainer) with PML's trainers, hook.rebuild(model) "
+                "in a hand-written loop)",
+            )
         rng = self._generator()
         self.epoch += 1
         t = self.samples_per_class

@@ -1,19 +1,32 @@
-"""The class tree and its statistics: the one place that holds HTL's tree math."""
+"""The class tree and its statistics: the one place that holds HTL's tree math.
+
+This package depends on nothing above it in pml_htl (only on the argument
+checks and the logger); the loss, miner, sampler and hook consume it.
+"""
 
 from .class_statistics import ClassStatistics
+from .consumer import TreeConsumerMixin, check_tree
 from .hierarchical_class_tree import (
+    DEFAULT_TREE_OPTIONS,
     MAX_SQUARED_DISTANCE,
     HierarchicalClassTree,
+    check_tree_matches,
     check_tree_options,
+    resolve_tree_options,
 )
 from .linkage import LINKAGES
 from .statistics_buffer import StatisticsBuffer
 
 __all__ = [
+    "DEFAULT_TREE_OPTIONS",
     "ClassStatistics",
     "HierarchicalClassTree",
     "LINKAGES",
     "MAX_SQUARED_DISTANCE",
     "StatisticsBuffer",
+    "TreeConsumerMixin",
+    "check_tree",
+    "check_tree_matches",
     "check_tree_options",
+    "resolve_tree_options",
 ]

@@ -1,4 +1,4 @@
-"""Per-class sufficient statistics n_c, S_c, Q_c (HTL_SPEC section 1)."""
+"""Per-class sufficient statistics n_c, S_c, Q_c (docs/method.md, "Class statistics")."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..utils.validation import check_embeddings_and_labels
+from .._validation import check_embeddings_and_labels
 
 
 class ClassStatistics:

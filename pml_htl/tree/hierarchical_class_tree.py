@@ -1,12 +1,14 @@
-"""The hierarchical class tree of HTL (HTL_SPEC sections 1 and 2)."""
+"""The hierarchical class tree of HTL: spreads s_c, thresholds d_l, merge levels H
+and margins alpha (docs/method.md, "The class tree")."""
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Union
+import time
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-from ..utils.validation import check_finite_number, check_labels, check_positive_int
+from .._validation import check_beta, check_labels, check_positive_int
 from .class_statistics import ClassStatistics
 from .linkage import (
     LINKAGES,
@@ -31,6 +33,10 @@ DENSE_MAX_BYTES = 1 << 30
 AVERAGE_DENSE_MAX_CLASSES = 4096
 
 
+#: The tree options (L, the linkage and the level counting) and their defaults.
+DEFAULT_TREE_OPTIONS: Dict[str, Any] = {"num_levels": 16, "linkage": "average", "level_start": 0}
+
+
 def check_tree_options(num_levels: int, linkage: str, level_start: int) -> None:
     """The tree's options, checked wherever they are taken (tree, loss, hook)."""
     check_positive_int(num_levels, "num_levels")
@@ -38,6 +44,39 @@ def check_tree_options(num_levels: int, linkage: str, level_start: int) -> None:
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     if level_start not in (0, 1):
         raise ValueError(f"level_start must be 0 or 1, got {level_start!r}")
+
+
+def resolve_tree_options(
+    options: Dict[str, Any], tree: Optional["HierarchicalClassTree"] = None, what: str = "tree"
+) -> Dict[str, Any]:
+    """The options given (``None`` = not given), the others from ``tree`` when
+    there is one, else the defaults; checked. A given option that differs from
+    ``tree``'s raises, naming the option."""
+    resolved = {}
+    for name, default in DEFAULT_TREE_OPTIONS.items():
+        value = options.get(name)
+        if tree is not None:
+            if value is not None and value != getattr(tree, name):
+                raise ValueError(
+                    f"{name}={value!r} was given, but {what} was built with "
+                    f"{name}={getattr(tree, name)!r}: give the same {name} or leave it out"
+                )
+            value = getattr(tree, name)
+        resolved[name] = default if value is None else value
+    check_tree_options(**resolved)
+    resolved["num_levels"] = int(resolved["num_levels"])
+    resolved["level_start"] = int(resolved["level_start"])
+    return resolved
+
+
+def check_tree_matches(options: Dict[str, Any], tree: "HierarchicalClassTree", what: str) -> None:
+    """Raise, naming the option, when ``tree`` was built with other tree options."""
+    for name, value in options.items():
+        if getattr(tree, name) != value:
+            raise ValueError(
+                f"{what} was built with {name}={getattr(tree, name)!r}, but this object "
+                f"uses {name}={value!r}: build both with the same {name}"
+            )
 
 
 class HierarchicalClassTree:
@@ -77,6 +116,7 @@ class HierarchicalClassTree:
             raise TypeError(
                 f"statistics must be a ClassStatistics, got {type(statistics).__name__}"
             )
+        start = time.perf_counter()
         check_tree_options(num_levels, linkage, level_start)
         self.num_levels = int(num_levels)
         check_positive_int(num_neighbors, "num_neighbors")
@@ -108,6 +148,8 @@ class HierarchicalClassTree:
         levels = torch.arange(self.num_levels + 1, dtype=torch.float64, device=counts.device)
         self.thresholds = levels * (MAX_SQUARED_DISTANCE - self.d0) / self.num_levels + self.d0
         self._build_dendrogram(num_neighbors)
+        #: wall time of this build (statistics to level tables), for the logs
+        self.build_seconds = time.perf_counter() - start
 
     def _build_dendrogram(self, num_neighbors: int) -> None:
         C, device = self.num_classes, self.device
@@ -258,7 +300,7 @@ class HierarchicalClassTree:
         With ``allow_unknown`` a pair with a class the tree does not know gets
         alpha = beta instead of an error.
         """
-        beta = check_finite_number(beta, "beta")
+        beta = check_beta(beta, MAX_SQUARED_DISTANCE)
         if allow_unknown:
             ia, known_a = self.index_of(anchor_labels, allow_unknown=True)
             ib, known_b = self.index_of(negative_labels, allow_unknown=True)
@@ -268,6 +310,22 @@ class HierarchicalClassTree:
         if allow_unknown:
             alpha = torch.where(known_a & known_b, alpha, torch.full_like(alpha, beta))
         return alpha
+
+    def margin_table(
+        self,
+        labels: torch.Tensor,
+        ref_labels: torch.Tensor,
+        beta: float = 0.1,
+        allow_unknown: bool = False,
+        dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
+        """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a} in ``dtype`` for
+        every sample of ``labels`` against every sample of ``ref_labels``, looked
+        up once per pair of classes present."""
+        classes, inverse = torch.unique(labels, return_inverse=True)
+        ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
+        table = self.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown)
+        return table.to(dtype)[inverse][:, ref_inverse]
 
     def _moments(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mu_c, Q_c/n_c) in ``dtype``; below float64 moved to the mean of all
@@ -388,6 +446,23 @@ class HierarchicalClassTree:
         tree = cls.__new__(cls)
         tree.load_state_dict(state)
         return tree
+
+    def nodes_per_level(self) -> torch.Tensor:
+        """(L + 1,) the number of nodes at each level (C at level 0 when d0 joins none)."""
+        ids = torch.sort(self.level_assignments, dim=1).values
+        return (ids[:, 1:] != ids[:, :-1]).sum(1) + 1
+
+    def summary(self) -> str:
+        """One line for the logs: classes, d0, nodes per level up to the root, time."""
+        nodes = self.nodes_per_level().tolist()
+        root = nodes.index(1) if 1 in nodes else self.num_levels
+        seconds = getattr(self, "build_seconds", None)
+        return (
+            f"{self.num_classes} classes, d0 {self.d0:.4f}, nodes per level "
+            f"{' '.join(map(str, nodes[: root + 1]))} (one node from level {root} of "
+            f"{self.num_levels}), {self.linkage} linkage"
+            + ("" if seconds is None else f", built in {seconds:.3f} s")
+        )
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,6 @@
-"""Triplet bookkeeping shared by the loss and the miner, in memory linear in the triplets."""
+"""Triplet bookkeeping shared by the loss and the miner, in memory linear in the triplets.
+
+Depends on torch only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""How the tree's margin alpha enters a hinge on a PML distance object."""
+"""How the tree's margin alpha enters a hinge on a PML distance object (shared by
+the loss and the miner; docs/method.md, "Hinge units")."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pytorch_metric_learning.distances import (
     LpDistance,
 )
 
-from ..tree import HierarchicalClassTree
-from .triplets import upcast_half
+from ._triplets import upcast_half
+from .tree import HierarchicalClassTree
 
 
 def check_distance(distance: BaseDistance) -> None:
@@ -78,19 +79,12 @@ def margin_matrix(
     allow_unknown: bool,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree.
-
-    Computed once per pair of classes present, then spread to the samples in
-    ``dtype``.
-    """
+    """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree."""
     if tree is None:
         return torch.full(
             (labels.shape[0], ref_labels.shape[0]), beta, dtype=dtype, device=labels.device
         )
-    classes, inverse = torch.unique(labels, return_inverse=True)
-    ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
-    table = tree.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown=allow_unknown)
-    return table.to(dtype)[inverse][:, ref_inverse]
+    return tree.margin_table(labels, ref_labels, beta, allow_unknown, dtype)
 
 
 def hinge_terms(

@@ -1,4 +1,4 @@
-"""torch.distributed helpers: one class index, summed statistics, identical trees."""
+"""torch.distributed helpers: one class index, reduced statistics, identical trees."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..tree import ClassStatistics, HierarchicalClassTree
+from .class_statistics import ClassStatistics
+from .hierarchical_class_tree import HierarchicalClassTree
 
 
 def world() -> Tuple[int, int]:
@@ -43,6 +44,27 @@ def all_gather_labels(labels: torch.Tensor) -> torch.Tensor:
     return torch.unique(merged).to(labels.device)
 
 
+def _packed_over(statistics: ClassStatistics, class_labels: torch.Tensor) -> torch.Tensor:
+    """(C, D + 2) float64 [n_c, Q_c, S_c] over ``class_labels`` (zeros for classes
+    this rank has not seen)."""
+    index = torch.searchsorted(class_labels, statistics.labels)
+    if bool((index >= len(class_labels)).any()) or not torch.equal(
+        class_labels[index.clamp(max=len(class_labels) - 1)], statistics.labels
+    ):
+        raise ValueError("class_labels must contain every label of the statistics")
+    packed = torch.zeros(
+        len(class_labels), statistics.embedding_size + 2, dtype=torch.float64,
+        device=statistics.device,
+    )  # fmt: skip
+    packed[index] = statistics.as_tensor()
+    return packed
+
+
+def _unpacked(class_labels: torch.Tensor, packed: torch.Tensor) -> ClassStatistics:
+    seen = packed[:, 0] > 0
+    return ClassStatistics.from_tensor(class_labels[seen], packed[seen])
+
+
 def all_reduce_statistics(
     statistics: ClassStatistics, class_labels: Optional[torch.Tensor] = None
 ) -> ClassStatistics:
@@ -58,44 +80,36 @@ def all_reduce_statistics(
     if class_labels is None:
         class_labels = all_gather_labels(statistics.labels)
     class_labels = torch.unique(class_labels.long().to(statistics.device))
-    index = torch.searchsorted(class_labels, statistics.labels)
-    if bool((index >= len(class_labels)).any()) or not torch.equal(
-        class_labels[index.clamp(max=len(class_labels) - 1)], statistics.labels
-    ):
-        raise ValueError("class_labels must contain every label of the statistics")
-    packed = torch.zeros(
-        len(class_labels), statistics.embedding_size + 2, dtype=torch.float64,
-        device=statistics.device,
-    )  # fmt: skip
-    packed[index] = statistics.as_tensor()
-    device = _collective_device(packed)
-    summed = packed.to(device)
+    packed = _packed_over(statistics, class_labels)
+    summed = packed.to(_collective_device(packed))
     torch.distributed.all_reduce(summed)
-    summed = summed.to(statistics.device)
-    seen = summed[:, 0] > 0
-    return ClassStatistics.from_tensor(class_labels[seen], summed[seen])
+    return _unpacked(class_labels, summed.to(statistics.device))
 
 
-def statistics_agree(statistics: Optional[ClassStatistics]) -> bool:
-    """Whether every rank holds the same statistics (e.g. each saw the gathered batch)."""
+def combine_rank_statistics(statistics: ClassStatistics) -> ClassStatistics:
+    """The one set of statistics every rank builds its drop-in tree from.
+
+    Ranks that saw the same samples (each computed the loss of the gathered
+    global batch, as ``DistributedLossWrapper(efficient=False)`` does) hold the
+    same integer counts n_c; their float sums differ only in rounding, since
+    each rank gathers its own rows first. Ranks that saw their own batches
+    hold different counts. So: the all-reduced sum, divided by the world size
+    when every rank's counts agree. Every rank gets the same reduced tensor,
+    hence the same tree, whatever the summation order.
+    """
     if not is_distributed():
-        return True
-    # the same batches summed in another order differ in the last bits
-    return _all_equal(_fingerprint_statistics(statistics), rtol=1e-9)
-
-
-def _fingerprint_statistics(statistics: Optional[ClassStatistics]) -> torch.Tensor:
-    if statistics is None:
-        return torch.zeros(4, dtype=torch.float64)
-    weights = torch.arange(1, statistics.num_classes + 1, dtype=torch.float64)
-    return torch.stack(
-        [
-            (statistics.labels.double().cpu() * weights).sum(),
-            (statistics.counts.cpu() * weights).sum(),
-            (statistics.sums.sum(1).cpu() * weights).sum(),
-            (statistics.squared_norms.cpu() * weights).sum(),
-        ]
-    )
+        return statistics
+    _, size = world()
+    class_labels = all_gather_labels(statistics.labels).to(statistics.device)
+    packed = _packed_over(statistics, class_labels).to(_collective_device(statistics.sums))
+    counts = packed[:, 0]
+    extremes = torch.stack([counts, -counts])  # max and -min of every class's count
+    torch.distributed.all_reduce(extremes, op=torch.distributed.ReduceOp.MAX)
+    counts_agree = torch.equal(extremes[0], -extremes[1])
+    torch.distributed.all_reduce(packed)
+    if counts_agree:
+        packed /= size
+    return _unpacked(class_labels, packed.to(statistics.device))
 
 
 def _fingerprint_tree(tree: HierarchicalClassTree) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""Argument checks shared by the tree, loss, miner, sampler and hook."""
+"""Argument checks shared by the tree, loss, miner, sampler and hook.
+
+This module depends on nothing else in the package, so every layer can use it.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,11 @@ def check_embeddings(embeddings, name: str = "embeddings") -> None:
 
 
 def check_embeddings_and_labels(
-    embeddings, labels, emb_name: str = "embeddings", label_name: str = "labels"
+    embeddings,
+    labels,
+    emb_name: str = "embeddings",
+    label_name: str = "labels",
+    allow_empty: bool = False,
 ) -> None:
     check_embeddings(embeddings, emb_name)
     check_labels(labels, label_name)
@@ -38,7 +45,7 @@ def check_embeddings_and_labels(
             f"{emb_name} and {label_name} must have the same length, got "
             f"{embeddings.shape[0]} and {labels.shape[0]}"
         )
-    if embeddings.shape[0] == 0:
+    if embeddings.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{emb_name} is empty: at least one sample is needed")
 
 
@@ -48,6 +55,18 @@ def check_finite_number(value, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return float(value)
+
+
+def check_beta(value, upper: float) -> float:
+    """beta, the constant part of HTL's margin: a squared distance between unit
+    vectors, so it lies in [0, upper] (upper = 4, the largest one)."""
+    beta = check_finite_number(value, "beta")
+    if not 0 <= beta <= upper:
+        raise ValueError(
+            f"beta must lie in [0, {upper:g}] (a squared distance between unit vectors; "
+            f"the paper uses 0.1), got {beta:g}"
+        )
+    return beta
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -60,14 +79,15 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 
 def check_metric_inputs(embeddings, labels, ref_emb, ref_labels) -> None:
     """What the loss and the miner take: embeddings with labels, and optionally
-    reference embeddings with their labels, of the same embedding size."""
+    reference embeddings with their labels, of the same embedding size. Empty
+    batches are allowed, as in PML (a zero loss, no triplets)."""
     if labels is None:
         raise ValueError("labels are required: HTL's margins depend on the classes")
-    check_embeddings_and_labels(embeddings, labels)
+    check_embeddings_and_labels(embeddings, labels, allow_empty=True)
     if (ref_emb is None) != (ref_labels is None):
         raise ValueError("ref_emb and ref_labels must be given together")
     if ref_emb is not None:
-        check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels")
+        check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels", allow_empty=True)
         if ref_emb.shape[1] != embeddings.shape[1]:
             raise ValueError(
                 f"ref_emb must have embedding size {embeddings.shape[1]}, got {ref_emb.shape[1]}"

@@ -6,7 +6,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..tree import HierarchicalClassTree
+from .._logging import warn_once
+from .hierarchical_class_tree import HierarchicalClassTree
 
 
 def check_tree(tree) -> Optional[HierarchicalClassTree]:
@@ -18,9 +19,14 @@ def check_tree(tree) -> Optional[HierarchicalClassTree]:
 class TreeConsumerMixin:
     """Holds ``self.tree``, moves it to the embeddings' device on use, and
     keeps it in the module's ``state_dict`` as plain tensors (weights-only
-    ``torch.load`` restores it, whatever the number of classes)."""
+    ``torch.load`` restores it, whatever the number of classes).
+
+    ``awaits_hook_tree`` is set by the :class:`~pml_htl.TreeRebuildHook` that
+    registers the object: using it before that hook has built a tree warns.
+    """
 
     tree: Optional[HierarchicalClassTree]
+    awaits_hook_tree: bool = False
 
     def update_tree(self, tree: HierarchicalClassTree) -> None:
         """Use ``tree`` from now on (the tree-rebuild hook calls this)."""
@@ -33,6 +39,20 @@ class TreeConsumerMixin:
         if self.tree is not None and self.tree.device != device:
             self.tree = self.tree.to(device)
         return self.tree
+
+    def warn_if_hook_tree_missing(self) -> bool:
+        """Warn (once) when a hook was meant to give a tree and has not; True then."""
+        if self.tree is not None or not self.awaits_hook_tree:
+            return False
+        warn_once(
+            self,
+            "no hook tree",
+            f"{type(self).__name__} is registered with a TreeRebuildHook that has not "
+            "built a tree yet, so its margins are the flat beta: call the hook once "
+            "before training (hook(trainer) with PML's trainers, hook.rebuild(model) "
+            "in a hand-written loop)",
+        )
+        return True
 
     def get_extra_state(self) -> Dict[str, Any]:
         return {"tree": {} if self.tree is None else self.tree.state_dict()}

@@ -1,6 +1,6 @@
-"""PML's AccuracyCalculator plus Recall@K as the metric-learning papers define it.
+"""PML's AccuracyCalculator module plus Recall@K as the metric-learning papers define it.
 
-Recall@K (Song et al. 2016; Ge et al. 2018, HTL_SPEC section 5) is the
+Recall@K (Song et al. 2016; Ge et al. 2018) is the
 fraction of queries that have at least one sample of their own class among
 their K nearest neighbours. It is not the information-retrieval recall: one
 hit is enough. Recall@1 therefore equals PML's ``precision_at_1``.
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils import common_functions as c_f
+from pytorch_metric_learning.utils.accuracy_calculator import *  # noqa: F401,F403
 from pytorch_metric_learning.utils.accuracy_calculator import (
     EQUALITY,
     AccuracyCalculator,
@@ -22,9 +23,10 @@ from pytorch_metric_learning.utils.accuracy_calculator import (
     nan_accuracy,
     try_getting_not_lone_labels,
 )
-from pytorch_metric_learning.utils.inference import CustomKNN
+from pytorch_metric_learning.utils.inference import CustomKNN, FaissKMeans
 
 __all__ = [
+    "AccuracyCalculator",
     "DEFAULT_RECALL_AT_KS",
     "RecallAtKAccuracyCalculator",
     "faiss_available",
@@ -258,7 +260,9 @@ def make_accuracy_calculator(
     """A :class:`RecallAtKAccuracyCalculator` that works with or without faiss.
 
     With faiss importable, PML's defaults are kept (exact faiss k-NN, on the
-    GPU when faiss-gpu and CUDA are there; faiss k-means for NMI/AMI).
+    GPU when faiss-gpu and CUDA are there; faiss k-means for NMI/AMI, with its
+    warning about few points per centroid turned off: test sets with many
+    small classes always trigger it, and it changes nothing).
     Without it, the k-NN is ``CustomKNN(CosineSimilarity())`` in torch
     (batched by ``knn_batch_size`` queries) and NMI/AMI, which need faiss
     k-means, are excluded, unless ``kmeans_func`` is passed. Embeddings are
@@ -267,6 +271,10 @@ def make_accuracy_calculator(
     """
     if isinstance(device, str):
         device = torch.device(device)
+    if faiss_available() and kwargs.get("kmeans_func") is None:
+        on_gpu = (device or c_f.use_cuda_if_available()).type == "cuda"
+        # PML's k-means (20 iterations), without the per-call faiss warning
+        kwargs["kmeans_func"] = FaissKMeans(niter=20, gpu=on_gpu, min_points_per_centroid=1)
     if not faiss_available():
         if kwargs.get("knn_func") is None:
             kwargs["knn_func"] = CustomKNN(CosineSimilarity(), batch_size=knn_batch_size)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any, Callable, List, Optional
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -11,15 +13,31 @@ import tqdm
 from pytorch_metric_learning.utils import common_functions as c_f
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..tree import ClassStatistics, HierarchicalClassTree, check_tree_options
-from ..utils.distributed import all_reduce_statistics, check_same_tree, world
-from ..utils.validation import check_positive_int
+from .._logging import LOGGER, show_progress, warn_once
+from .._validation import check_positive_int
+from ..tree import ClassStatistics, HierarchicalClassTree, resolve_tree_options
+from ..tree.distributed import all_reduce_statistics, check_same_tree, world
 
 
 def _takes_label_fn(consumer) -> bool:
     """Consumers indexed by the data set's own labels (the sampler) need the
     map to the labels the loss sees."""
     return "label_fn" in inspect.signature(consumer.update_tree).parameters
+
+
+@contextlib.contextmanager
+def evaluation_mode(*models: torch.nn.Module) -> Iterator[None]:
+    """Every model in eval mode inside the block; afterwards each submodule gets
+    back its own previous mode (so a frozen BatchNorm in a training model stays
+    frozen)."""
+    modes = [(module, module.training) for m in models for module in m.modules()]
+    try:
+        for m in models:
+            m.eval()
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 def _default_getter(batch):
@@ -36,16 +54,17 @@ class TreeRebuildHook:
     Usable as a PML trainer's ``end_of_epoch_hook(trainer)`` (chain it with
     ``HookContainer.end_of_epoch_hook(...)`` through :func:`chain_hooks`), or
     in a hand-written loop through :meth:`rebuild`. Call it once before
-    training to build the initial tree from the (pre-trained) model.
+    training to build the initial tree from the (pre-trained) model: the
+    registered consumers warn when they are used before that.
 
     Each rebuild embeds the whole data set in eval mode under ``no_grad``,
-    restores every model's previous mode, builds the tree on the model's
-    device from the class statistics, and hands the tree to every registered
-    consumer (loss, miner, sampler: anything with ``update_tree``). Registering
-    a loss turns its drop-in updates off. Under torch.distributed each rank
-    embeds its shard of the data set (every sample once), the class
-    statistics are summed across ranks in one all-reduce, and the ranks'
-    trees are checked to be identical.
+    restores every submodule's previous mode, builds the tree on the model's
+    device from the class statistics, logs one line (logger "pml_htl", INFO)
+    and hands the tree to every registered consumer (loss, miner, sampler:
+    anything with ``update_tree``). Registering a loss turns its drop-in
+    updates off. Under torch.distributed each rank embeds its shard of the
+    data set (every sample once), the class statistics are summed across ranks
+    in one all-reduce, and the ranks' trees are checked to be identical.
 
     Args:
         dataset: the training set without training augmentation, giving
@@ -56,8 +75,11 @@ class TreeRebuildHook:
             the first consumer's distance does, else True).
         num_levels, linkage, level_start: the tree's options (L and the open
             choices of the paper, see :class:`~pml_htl.HierarchicalClassTree`).
+            By default those of the registered loss; a loss built with other
+            options is refused, naming the option.
         data_and_label_getter: maps a collated batch to (data, labels).
-        progress: show a tqdm bar over the embedding pass.
+        progress: a progress bar over the embedding pass; by default only when
+            stderr is a terminal and ``TQDM_DISABLE`` is not set.
     """
 
     def __init__(
@@ -67,12 +89,12 @@ class TreeRebuildHook:
         batch_size: int = 256,
         num_workers: int = 0,
         normalize: Optional[bool] = None,
-        num_levels: int = 16,
-        linkage: str = "average",
-        level_start: int = 0,
+        num_levels: Optional[int] = None,
+        linkage: Optional[str] = None,
+        level_start: Optional[int] = None,
         data_and_label_getter: Optional[Callable] = None,
         collate_fn: Optional[Callable] = None,
-        progress: bool = True,
+        progress: Optional[bool] = None,
     ):
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset must be a map-style Dataset, got {type(dataset).__name__}")
@@ -82,8 +104,13 @@ class TreeRebuildHook:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.num_workers = check_positive_int(num_workers, "num_workers", minimum=0)
         self.normalize = normalize
-        check_tree_options(num_levels, linkage, level_start)
-        self.tree_options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
+        given = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
+        self.tree_options = resolve_tree_options(given)
+        # where each option came from: None (a default) may still be taken from a loss
+        self._option_sources: Dict[str, Optional[str]] = {
+            name: (None if value is None else "this hook's arguments")
+            for name, value in given.items()
+        }
         self.data_and_label_getter = data_and_label_getter or _default_getter
         self.collate_fn = collate_fn
         self.progress = progress
@@ -93,16 +120,22 @@ class TreeRebuildHook:
         self.register(*consumers)
 
     def register(self, *consumers) -> "TreeRebuildHook":
-        """Add consumers; a loss's drop-in updates are turned off."""
+        """Add consumers; a loss's drop-in updates are turned off, and the hook
+        builds its trees with the loss's tree options."""
         for consumer in consumers:
             if not callable(getattr(consumer, "update_tree", None)):
                 raise TypeError(
                     "consumers must have an update_tree(tree) method, got "
                     f"{type(consumer).__name__}"
                 )
+        options, sources = dict(self.tree_options), dict(self._option_sources)
+        for consumer in consumers:
+            _adopt_tree_options(options, sources, consumer)
+        self.tree_options, self._option_sources = options, sources
         for consumer in consumers:
             if getattr(consumer, "drop_in", False):
                 consumer.disable_drop_in()
+            consumer.awaits_hook_tree = True
             self.consumers.append(consumer)
         return self
 
@@ -117,6 +150,7 @@ class TreeRebuildHook:
 
     def __call__(self, trainer) -> bool:
         """PML ``end_of_epoch_hook``: rebuild from the trainer's models and labels."""
+        self._check_trainer(trainer)
         models = [trainer.models["trunk"], trainer.models["embedder"]]
         level = trainer.label_hierarchy_level
 
@@ -135,6 +169,39 @@ class TreeRebuildHook:
         getter = trainer.data_and_label_getter or self.data_and_label_getter
         self._rebuild(models, trainer.compute_embeddings, labels_of, getter, sampler_labels_of)
         return True
+
+    def _check_trainer(self, trainer) -> None:
+        """The trainer must use the registered sampler with its batch size, and
+        the registered losses."""
+        for consumer in self.consumers:
+            batch_size = getattr(consumer, "batch_size", None)
+            if not isinstance(consumer, torch.utils.data.Sampler) or batch_size is None:
+                continue
+            if trainer.sampler is not consumer:
+                warn_once(
+                    self,
+                    "sampler",
+                    f"a {type(consumer).__name__} is registered with this TreeRebuildHook but "
+                    "the trainer uses another sampler: pass the registered one as sampler=",
+                )
+            elif trainer.batch_size != batch_size:
+                raise ValueError(
+                    f"the trainer's batch_size is {trainer.batch_size} but the registered "
+                    f"{type(consumer).__name__} yields batches of {batch_size} (l' m t): pass "
+                    "batch_size=sampler.batch_size to the trainer, or its batches split the "
+                    "anchor-neighbour groups"
+                )
+        used = [getattr(f, "loss", f) for f in trainer.loss_funcs.values()]
+        used += [getattr(f, "miner", f) for f in (trainer.mining_funcs or {}).values()]
+        for consumer in self.consumers:
+            if isinstance(consumer, torch.nn.Module) and not any(consumer is f for f in used):
+                warn_once(
+                    self,
+                    f"unused {id(consumer)}",
+                    f"a {type(consumer).__name__} is registered with this TreeRebuildHook but "
+                    "is not among the trainer's loss_funcs or mining_funcs: the trainer's own "
+                    "loss never receives the tree",
+                )
 
     def rebuild(
         self,
@@ -169,6 +236,25 @@ class TreeRebuildHook:
     def _rebuild(
         self, models, embed, label_fn, getter, sampler_label_fn=None
     ) -> HierarchicalClassTree:
+        start = time.perf_counter()
+        statistics = self._embedded_statistics(models, embed, label_fn, getter)
+        embedding_seconds = time.perf_counter() - start
+        if world()[1] > 1:
+            statistics = all_reduce_statistics(statistics, self._class_index(label_fn))
+        tree = HierarchicalClassTree(statistics.nonempty(), **self.tree_options)
+        check_same_tree(tree)
+        self._hand_out(tree, sampler_label_fn)
+        LOGGER.info(
+            "tree rebuild %d: embedded %d samples in %.2f s; %s",
+            self.num_rebuilds,
+            int(statistics.counts.sum()),
+            embedding_seconds,
+            tree.summary(),
+        )
+        return tree
+
+    def _embedded_statistics(self, models, embed, label_fn, getter) -> ClassStatistics:
+        """Class statistics of this rank's share of the data set."""
         rank, size = world()
         dataset = self.dataset
         if size > 1:
@@ -183,35 +269,25 @@ class TreeRebuildHook:
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
         )
-        # every submodule's mode, so a frozen BatchNorm stays frozen
-        modes = [(module, module.training) for m in models for module in m.modules()]
         statistics = None
         normalize = self._normalize()
-        try:
-            for m in models:
-                m.eval()
-            with torch.no_grad():
-                batches = tqdm.tqdm(
-                    loader, desc="HTL tree: embedding", disable=not self.progress, leave=False
-                )
-                for batch in batches:
-                    data, labels = getter(batch)
-                    if label_fn is not None:
-                        labels = label_fn(labels)
-                    embeddings = embed(data)
-                    labels = torch.as_tensor(labels).to(embeddings.device)
-                    if statistics is None:
-                        statistics = self._empty_statistics(label_fn, embeddings)
-                    statistics.update(embeddings, labels, normalize)
-        finally:
-            for module, mode in modes:
-                module.training = mode
-        if size > 1:
-            statistics = all_reduce_statistics(statistics, self._class_index(label_fn))
-        tree = HierarchicalClassTree(statistics.nonempty(), **self.tree_options)
-        check_same_tree(tree)
-        self._hand_out(tree, sampler_label_fn)
-        return tree
+        with evaluation_mode(*models), torch.no_grad():
+            batches = tqdm.tqdm(
+                loader,
+                desc="HTL tree: embedding",
+                disable=not show_progress(self.progress),
+                leave=False,
+            )
+            for batch in batches:
+                data, labels = getter(batch)
+                if label_fn is not None:
+                    labels = label_fn(labels)
+                embeddings = embed(data)
+                labels = torch.as_tensor(labels).to(embeddings.device)
+                if statistics is None:
+                    statistics = self._empty_statistics(label_fn, embeddings)
+                statistics.update(embeddings, labels, normalize)
+        return statistics
 
     def _empty_statistics(self, label_fn, embeddings: torch.Tensor) -> ClassStatistics:
         index = self._class_index(label_fn)
@@ -249,6 +325,20 @@ class TreeRebuildHook:
             raise
         self.tree = tree
         self.num_rebuilds += 1
+
+
+def _adopt_tree_options(options: Dict[str, Any], sources: Dict[str, Optional[str]], consumer):
+    """Take a consumer's tree options where the hook has only defaults; raise,
+    naming the option, where they conflict with options already fixed."""
+    for name, value in (getattr(consumer, "tree_options", None) or {}).items():
+        if sources[name] is None:
+            options[name], sources[name] = value, f"the registered {type(consumer).__name__}"
+        elif options[name] != value:
+            raise ValueError(
+                f"{type(consumer).__name__} uses {name}={value!r}, but this TreeRebuildHook "
+                f"builds trees with {name}={options[name]!r} (from {sources[name]}): give "
+                f"both the same {name}"
+            )
 
 
 def chain_hooks(*hooks: Callable) -> Callable:
