@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pml_htl.datasets import GlyphDataset, default_cache_dir
+from pml_htl.datasets import glyph_generator as gen
 from pml_htl.datasets import glyphs as G
 
 SPC = 3  # samples per class: small, to keep the tests fast
@@ -19,7 +20,7 @@ def built(tmp_path_factory):
     roots = [tmp_path_factory.mktemp("glyphs_a"), tmp_path_factory.mktemp("glyphs_b")]
     sets = []
     for r in roots:
-        G.clear_inventory_cache()  # scan the fonts again: a full second build
+        gen.clear_inventory_cache()  # scan the fonts again: a full second build
         sets.append(GlyphDataset(str(r), split="all", samples_per_class=SPC, verbose=False))
     return roots, sets
 
@@ -177,11 +178,11 @@ def test_fonts_per_class_and_computer_modern_mapping(ds):
     # look more like the right variant in the italic reference fonts.
     paths = dict(zip(G.FONT_FILES, G._font_paths()))
     for ref in ("STIXGeneralItalic.ttf", "DejaVuSerif-Italic.ttf"):
-        font = G._pil_font(paths[ref], 64)
+        font = gen._pil_font(paths[ref], 64)
         for good, bad in ["εϵ", "φϕ", "θϑ"]:
             mine = _features(x[ds.class_names.index(good), cmmi][None])[0]
             want, other = (
-                _features(G._downsample(G._render(font, c, 64))[None])[0] for c in (good, bad)
+                _features(gen._downsample(gen._render(font, c, 64))[None])[0] for c in (good, bad)
             )
             assert mine @ want > mine @ other, (ref, good)
 
@@ -201,10 +202,10 @@ def test_no_empty_or_missing_glyph_renderings(ds):
     assert (x[used].reshape(used.sum(), -1).sum(axis=1) >= 3).all()
     assert (x[~used] == 0).all()
     for f, path in enumerate(G._font_paths()):
-        box = G._render(G._pil_font(path, 64), chr(0x10FFFD), 64)  # in no cmap
+        box = gen._render(gen._pil_font(path, 64), chr(0x10FFFD), 64)  # in no cmap
         if box is None:  # this font's missing glyph is blank
             continue
-        box = G._downsample(box).ravel()
+        box = gen._downsample(box).ravel()
         glyphs = x[used[:, f], f].reshape(-1, box.size)
         iou = np.minimum(glyphs, box).sum(1) / np.maximum(glyphs, box).sum(1)
         assert iou.max() < 0.9, ds.font_names[f]
