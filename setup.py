@@ -3,11 +3,16 @@ from setuptools import find_packages, setup
 with open("README.md", encoding="utf-8") as f:
     long_description = f.read()
 
+# Building the glyph data set (pml_htl.datasets.glyph_generator); Pillow 9.1
+# brought ImageFont.Layout.
+glyphs = ["matplotlib>=3.7", "pillow>=9.1", "fonttools>=4", "scipy>=1.10"]
 extras = {
     "gpu": ["faiss-gpu"],
     "cpu": ["faiss-cpu"],
     "hooks": ["record-keeper>=0.9.32", "tensorboard"],
-    "bench": ["torchvision>=0.16", "matplotlib>=3.7", "pillow>=9", "faiss-cpu"],
+    "glyphs": glyphs,
+    # benchmarks/ builds the glyphs and uses matplotlib and Pillow itself too.
+    "bench": ["torchvision>=0.16", "faiss-cpu"] + glyphs,
     "dev": ["pytest>=7", "scipy>=1.10", "ruff>=0.5"],
 }
 extras["dev"] = sorted(set(extras["dev"] + extras["bench"]))

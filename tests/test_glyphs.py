@@ -1,13 +1,21 @@
 """The glyph data set: deterministic, >= 200 classes, scripts as superclasses,
-class split, no look-alike classes, cache."""
+class split, no look-alike classes, cache, a cache read without the generator's
+dependencies."""
 
+import hashlib
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 import torch
 
+import pml_htl
 from pml_htl.datasets import GlyphDataset, default_cache_dir
+from pml_htl.datasets import glyph_generator as gen
 from pml_htl.datasets import glyphs as G
 
 SPC = 3  # samples per class: small, to keep the tests fast
@@ -19,7 +27,7 @@ def built(tmp_path_factory):
     roots = [tmp_path_factory.mktemp("glyphs_a"), tmp_path_factory.mktemp("glyphs_b")]
     sets = []
     for r in roots:
-        G.clear_inventory_cache()  # scan the fonts again: a full second build
+        gen.clear_inventory_cache()  # scan the fonts again: a full second build
         sets.append(GlyphDataset(str(r), split="all", samples_per_class=SPC, verbose=False))
     return roots, sets
 
@@ -177,11 +185,11 @@ def test_fonts_per_class_and_computer_modern_mapping(ds):
     # look more like the right variant in the italic reference fonts.
     paths = dict(zip(G.FONT_FILES, G._font_paths()))
     for ref in ("STIXGeneralItalic.ttf", "DejaVuSerif-Italic.ttf"):
-        font = G._pil_font(paths[ref], 64)
+        font = gen._pil_font(paths[ref], 64)
         for good, bad in ["εϵ", "φϕ", "θϑ"]:
             mine = _features(x[ds.class_names.index(good), cmmi][None])[0]
             want, other = (
-                _features(G._downsample(G._render(font, c, 64))[None])[0] for c in (good, bad)
+                _features(gen._downsample(gen._render(font, c, 64))[None])[0] for c in (good, bad)
             )
             assert mine @ want > mine @ other, (ref, good)
 
@@ -201,10 +209,10 @@ def test_no_empty_or_missing_glyph_renderings(ds):
     assert (x[used].reshape(used.sum(), -1).sum(axis=1) >= 3).all()
     assert (x[~used] == 0).all()
     for f, path in enumerate(G._font_paths()):
-        box = G._render(G._pil_font(path, 64), chr(0x10FFFD), 64)  # in no cmap
+        box = gen._render(gen._pil_font(path, 64), chr(0x10FFFD), 64)  # in no cmap
         if box is None:  # this font's missing glyph is blank
             continue
-        box = G._downsample(box).ravel()
+        box = gen._downsample(box).ravel()
         glyphs = x[used[:, f], f].reshape(-1, box.size)
         iou = np.minimum(glyphs, box).sum(1) / np.maximum(glyphs, box).sum(1)
         assert iou.max() < 0.9, ds.font_names[f]
@@ -271,3 +279,97 @@ def test_env_var_cache_dir_and_num_classes(tmp_path, monkeypatch, built):
     assert len(set(small.class_scripts.tolist())) == len(small.scripts)
     with pytest.raises(ValueError, match="num_classes"):
         GlyphDataset(split="all", samples_per_class=SPC, num_classes=100000, verbose=False)
+
+
+# --------------------------------------------------------------------------
+# Without the generator's dependencies (the 'glyphs' extra). scipy is not
+# blocked: PML imports it (through scikit-learn), so pml_htl needs it anyway.
+
+
+def _python(code, blocked):
+    """Run `code` in a fresh interpreter in which the modules `blocked` (and
+    their submodules) cannot be imported."""
+    prelude = f"import sys\nfor m in {tuple(blocked)!r}:\n    sys.modules[m] = None\n"
+    repo = os.path.dirname(os.path.dirname(pml_htl.__file__))
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        env=dict(os.environ, PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_glyphs_module_imports_without_the_generator_dependencies():
+    out = _python(
+        """
+        import pml_htl
+        from pml_htl.datasets import (
+            GlyphDataset, build_glyph_arrays, default_cache_dir, load_glyph_arrays, glyphs
+        )
+        assert "pml_htl.datasets.glyph_generator" not in sys.modules
+        print("imported")
+        """,
+        ("matplotlib", "PIL", "fontTools"),
+    )
+    assert out.returncode == 0 and out.stdout.split() == ["imported"], out.stderr
+
+
+@pytest.mark.parametrize("blocked", ["matplotlib", "PIL", "fontTools"])
+def test_without_the_extra_a_cached_build_loads_and_a_build_names_the_extra(
+    built, tmp_path, blocked
+):
+    root, ds = str(built[0][0]), built[1][0]
+    out = _python(
+        f"""
+        import hashlib, json
+        from pml_htl.datasets import GlyphDataset, build_glyph_arrays
+        d = GlyphDataset({root!r}, split="all", samples_per_class={SPC}, verbose=False)
+        errors = []
+        for build in (
+            lambda: GlyphDataset({str(tmp_path)!r}, samples_per_class={SPC}, verbose=False),
+            lambda: build_glyph_arrays(samples_per_class=1, num_classes=2, verbose=False),
+        ):
+            try:
+                build()
+                errors.append(None)
+            except ImportError as e:
+                errors.append(str(e))
+        digest = hashlib.sha256(d.images.tobytes()).hexdigest()
+        print(json.dumps([d.cache_path, digest, d.class_names, errors]))
+        """,
+        (blocked,),
+    )
+    assert out.returncode == 0, out.stderr
+    path, digest, names, errors = json.loads(out.stdout.splitlines()[-1])
+    assert path == ds.cache_path and names == ds.class_names
+    assert digest == hashlib.sha256(ds.images.tobytes()).hexdigest()
+    for message in errors:
+        assert message == (
+            f"building the glyph data set needs {blocked} (the 'glyphs' extra): "
+            "pip install 'pml_htl[glyphs]'"
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_without_the_extra_the_newest_build_with_the_parameters_is_read(tmp_path, monkeypatch):
+    def no_key(*args):
+        raise ImportError("no Pillow")
+
+    monkeypatch.setattr(G, "_cache_key", no_key)
+    params = dict(samples_per_class=2, image_size=16, seed=5, num_classes=4)
+
+    def cached(name, mtime, **other):
+        key = {**G._build_params(**params), "pillow": name, **other}
+        path = tmp_path / f"{G._file_prefix(**params)}{name}.npz"
+        np.savez(path, _key=np.array(json.dumps(key, sort_keys=True)), images=np.array([mtime]))
+        os.utime(path, (mtime, mtime))
+
+    cached("old", 1000)
+    cached("new", 2000)
+    cached("foreign", 3000, seed=6)  # a key that does not match its name
+    arrays, path = G.load_glyph_arrays(str(tmp_path), **params, verbose=False)
+    assert os.path.basename(path).endswith("new.npz") and arrays["images"][0] == 2000
+    with pytest.raises(ImportError, match="no Pillow"):
+        G.load_glyph_arrays(str(tmp_path), **{**params, "seed": 7}, verbose=False)
