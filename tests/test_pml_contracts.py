@@ -349,6 +349,7 @@ LOSS_DTYPE = {
 }
 
 
+@pytest.mark.filterwarnings("ignore::pml_htl.WiringWarning")  # no tree on purpose
 @pytest.mark.parametrize("reducer", ["default", "sum"])
 def test_loss_dtype_does_not_depend_on_the_batch(reducer):
     """The loss is float32 for float16/bfloat16 embeddings and in the

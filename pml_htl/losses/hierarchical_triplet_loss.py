@@ -140,7 +140,10 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
-            return self._zero_losses(embeddings)  # as PML's losses: nothing to compare
+            # as PML's losses: nothing to compare. The iteration still counts, so
+            # distributed ranks reach their drop-in rebuilds together.
+            self._maybe_update_own_tree(embeddings, labels)
+            return self._zero_losses(embeddings)
         self._warn_if_no_tree()
         remove_self = ref_labels is labels  # PML's rule (identity, not equality)
         tree = self.tree_on(embeddings.device)
