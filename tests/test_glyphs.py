@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import pml_htl
-from pml_htl.datasets import GlyphDataset, default_cache_dir
+from pml_htl.datasets import GlyphDataset, default_cache_dir, glyph_files
 from pml_htl.datasets import glyph_generator as gen
 from pml_htl.datasets import glyphs as G
 
@@ -183,7 +183,7 @@ def test_fonts_per_class_and_computer_modern_mapping(ds):
     # BaKoMa's glyph names: "epsilon" draws ε (not the lunate ϵ), "phi1"
     # the looped φ (not ϕ), "theta" θ (not ϑ). Each cmmi10 rendering must
     # look more like the right variant in the italic reference fonts.
-    paths = dict(zip(G.FONT_FILES, G._font_paths()))
+    paths = dict(zip(G.FONT_FILES, glyph_files._font_paths()))
     for ref in ("STIXGeneralItalic.ttf", "DejaVuSerif-Italic.ttf"):
         font = gen._pil_font(paths[ref], 64)
         for good, bad in ["εϵ", "φϕ", "θϑ"]:
@@ -208,7 +208,7 @@ def test_no_empty_or_missing_glyph_renderings(ds):
     used = ds.class_fonts
     assert (x[used].reshape(used.sum(), -1).sum(axis=1) >= 3).all()
     assert (x[~used] == 0).all()
-    for f, path in enumerate(G._font_paths()):
+    for f, path in enumerate(glyph_files._font_paths()):
         box = gen._render(gen._pil_font(path, 64), chr(0x10FFFD), 64)  # in no cmap
         if box is None:  # this font's missing glyph is blank
             continue
@@ -361,8 +361,8 @@ def test_without_the_extra_the_newest_build_with_the_parameters_is_read(tmp_path
     params = dict(samples_per_class=2, image_size=16, seed=5, num_classes=4)
 
     def cached(name, mtime, **other):
-        key = {**G._build_params(**params), "pillow": name, **other}
-        path = tmp_path / f"{G._file_prefix(**params)}{name}.npz"
+        key = {**glyph_files._build_params(**params), "pillow": name, **other}
+        path = tmp_path / f"{glyph_files._file_prefix(**params)}{name}.npz"
         np.savez(path, _key=np.array(json.dumps(key, sort_keys=True)), images=np.array([mtime]))
         os.utime(path, (mtime, mtime))
 

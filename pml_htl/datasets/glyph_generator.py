@@ -64,7 +64,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from .glyphs import FONT_FILES, _check_params, _font_paths, _needs_glyphs_extra
+from .._logging import show_progress
+from .glyph_files import FONT_FILES, _check_params, _font_paths, _needs_glyphs_extra
 
 try:
     import matplotlib  # noqa: F401  (its wheel holds the fonts)
@@ -333,7 +334,9 @@ def _scan_fonts(verbose: bool = True) -> dict:
     clean = np.zeros((n, nf, ANALYSIS_SIZE, ANALYSIS_SIZE), np.float32)
     good = np.zeros((n, nf), bool)
     bad = []  # (character, font, reason)
-    for fi, path in enumerate(tqdm(paths, desc="glyphs: scanning fonts", disable=not verbose)):
+    for fi, path in enumerate(
+        tqdm(paths, desc="glyphs: scanning fonts", disable=not (verbose and show_progress()))
+    ):
         cmap = _font_char_map(path)
         font = _pil_font(path, canvas)
         missing = _render(font, chr(_MISSING_CODEPOINT), canvas)
@@ -572,7 +575,9 @@ def build_glyph_arrays(
     images = np.empty((n, image_size, image_size), np.uint8)
     labels = np.repeat(np.arange(len(chars), dtype=np.int64), samples_per_class)
     font_ids = np.empty(n, np.int16)
-    bar = tqdm(total=n, desc="glyphs: rendering", disable=not verbose, unit="img")
+    bar = tqdm(
+        total=n, desc="glyphs: rendering", disable=not (verbose and show_progress()), unit="img"
+    )
     for k, c in enumerate(chars):
         rng = np.random.default_rng(np.random.SeedSequence([seed, ord(c)]))
         usable = np.flatnonzero(fonts[k])

@@ -1,6 +1,10 @@
-"""PML's CrossBatchMemory, told that HierarchicalTripletLoss supports ref_emb."""
+"""PML's cross_batch_memory module, with CrossBatchMemory told that
+HierarchicalTripletLoss supports ref_emb."""
 
-from pytorch_metric_learning.losses import CrossBatchMemory as PMLCrossBatchMemory
+from pytorch_metric_learning.losses.cross_batch_memory import *  # noqa: F401,F403
+from pytorch_metric_learning.losses.cross_batch_memory import (
+    CrossBatchMemory as PMLCrossBatchMemory,
+)
 
 
 class CrossBatchMemory(PMLCrossBatchMemory):
