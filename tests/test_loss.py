@@ -1,4 +1,4 @@
-"""HierarchicalTripletLoss against a naive loop over triplets (HTL_SPEC section 4).
+"""HierarchicalTripletLoss against a naive loop over triplets (docs/method.md, "The loss").
 
 The reference enumerates the triplets with a plain Python triple loop,
 L2-normalises, computes the distances and the hinge itself; only d_H and s_c
@@ -85,7 +85,7 @@ def naive_triplets(labels, ref_labels=None):
     return out
 
 
-def spec_alpha(tree, beta, ya, yn, known=None):
+def formula_alpha(tree, beta, ya, yn, known=None):
     """alpha = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree or for classes
     the tree does not know (drop-in mode)."""
     if tree is None:
@@ -110,7 +110,7 @@ def naive_per_triplet(
     a = torch.tensor([t[0] for t in triplets], dtype=torch.long)
     p = torch.tensor([t[1] for t in triplets], dtype=torch.long)
     n = torch.tensor([t[2] for t in triplets], dtype=torch.long)
-    alpha = spec_alpha(tree, beta, labels[a], ref_labels[n], known).to(x.dtype)
+    alpha = formula_alpha(tree, beta, labels[a], ref_labels[n], known).to(x.dtype)
     xa, xp, xn = x[a], r[p], r[n]
     if kind == "sq":
         v = ((xa - xp) ** 2).sum(1) - ((xa - xn) ** 2).sum(1) + alpha
@@ -171,7 +171,7 @@ def test_all_triplets_value_and_grad(tree, kind, beta, batch):
     assert_close(got, want)
     assert_close(g_got, g_want)
     # the triplets are a mix of active and easy ones (with plain distances
-    # and beta = 0.5 every triplet is active: spec section 4)
+    # and beta = 0.5 every triplet is active: docs/method.md)
     per = naive_per_triplet(emb, labels, triplets, tree, beta, kind)
     assert (per > 0).any()
     if kind != "plain" or beta == 0.1:

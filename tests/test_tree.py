@@ -1,6 +1,6 @@
 """ClassStatistics and HierarchicalClassTree against brute-force references.
 
-Every reference here is computed in the test from HTL_SPEC sections 1 and 2
+Every reference here is computed in the test from the formulas of docs/method.md
 (loops over samples or sample pairs, scipy's linkage, a naive agglomerative
 loop); the code under test is only called, never used as its own reference.
 """
@@ -72,7 +72,7 @@ def bf_stats(x, y):
 
 
 class RefTree:
-    """s_c, d(p, q), d0 and d_l of spec sections 1-2 from raw samples."""
+    """s_c, d(p, q), d0 and d_l of docs/method.md from raw samples."""
 
     def __init__(self, x, y, num_levels, normalize=True):
         x = unit_rows(x) if normalize else np.asarray(x, dtype=np.float64)
@@ -375,7 +375,7 @@ def test_unequal_sizes_data_is_discriminative():
     assert np.abs(weighted - unweighted).max() > 1e-3
 
 
-def test_margin_matches_spec():
+def test_margin_matches_the_formula():
     sizes = [3, 4, 1, 5, 2, 3]
     labels = [4, 8, 15, 16, 23, 42]
     x, y = hierarchical_data(sizes, labels=labels, seed=11)
@@ -463,7 +463,7 @@ def test_state_dict_round_trip_weights_only():
         other.load_state_dict(state)
         assert torch.equal(other.margin(a, b, beta=0.3), tree.margin(a, b, beta=0.3))
 
-        # margins still agree with the spec after the round trip
+        # margins still agree with the formulas after the round trip
         ref = RefTree(x.numpy(), y.numpy(), 12)
         if linkage == "average":
             H = ref.levels_from_heights(ref.naive_average_heights())
