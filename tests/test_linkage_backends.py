@@ -15,6 +15,7 @@ from pml_htl.tree.linkage import (
     NeighborListBackend,
     agglomerate,
     cut_levels,
+    lance_williams,
     nn_chain,
 )
 
@@ -62,6 +63,25 @@ def assert_same_tree(lists, dense):
     np.testing.assert_allclose(
         np.sort(lists.merges[:, 2].numpy()), np.sort(dense.merges[:, 2].numpy()), rtol=1e-9
     )
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [("average", [1.25, 1.25, 3.0]), ("single", [0.5, 1.0, 3.0]), ("complete", [1.5, 2.0, 3.0])],
+)
+def test_lance_williams_on_arrays_and_tensors(method, expected):
+    """d(A u B, X) for n_A = 1, n_B = 3; tensors keep their dtype and device."""
+    d_a, d_b = np.array([0.5, 2.0, 3.0]), np.array([1.5, 1.0, 3.0])
+    got = lance_williams(method, d_a, d_b, 1.0, 3.0)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_array_equal(got, expected)
+    counts = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        for dtype in (torch.float32, torch.float64):
+            a, b = (torch.tensor(d, dtype=dtype, device=device) for d in (d_a, d_b))
+            got = lance_williams(method, a, b, counts[:1].to(device), counts[1:].to(device))
+            assert got.dtype == dtype and got.device == a.device
+            np.testing.assert_array_equal(got.cpu().numpy(), expected)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -215,7 +235,9 @@ def lattice_statistics(num_classes, seed=0):
 def assert_greedy_average_linkage(merges, statistics, tol=1e-9):
     """With ties the dendrogram is not unique, so check what defines one: taken
     in height order, every merge joins two live clusters at the smallest
-    distance between any two, and its height is that distance."""
+    distance between any two, and its height is that distance. The update is
+    written out here, not taken from linkage.lance_williams, to stay an
+    independent check of it."""
     D = class_distances(statistics).numpy().copy()
     sizes = statistics.counts.numpy().copy()
     C = D.shape[0]
