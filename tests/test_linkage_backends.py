@@ -3,6 +3,8 @@ neighbours on neighbour lists (no matrix) or on the dense matrix, the
 nearest-neighbour chain, and the hand-over between them; checked against
 scipy and against a naive agglomeration over raw samples."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from pml_htl import ClassStatistics, HierarchicalClassTree
 from pml_htl.tree import hierarchical_class_tree, linkage
 from pml_htl.tree.linkage import (
     DenseBackend,
+    LinkageBackend,
     NeighborListBackend,
     agglomerate,
     cut_levels,
@@ -82,6 +85,39 @@ def test_lance_williams_on_arrays_and_tensors(method, expected):
             got = lance_williams(method, a, b, counts[:1].to(device), counts[1:].to(device))
             assert got.dtype == dtype and got.device == a.device
             np.testing.assert_array_equal(got.cpu().numpy(), expected)
+
+
+BACKEND_METHODS = ("nearest", "height", "merge", "live_matrix")
+
+
+def small_backends():
+    stats, _, _ = clustered_statistics(6)
+    dense = DenseBackend(class_distances(stats), stats.counts, "average")
+    return [dense, NeighborListBackend(stats.counts, stats.sums, stats.squared_norms, 2)]
+
+
+def test_backends_satisfy_the_protocol():
+    """Both backends have what agglomerate calls, with the Protocol's signatures."""
+    protocol_methods = {
+        name
+        for name, value in vars(LinkageBackend).items()
+        if inspect.isfunction(value) and not name.startswith("_")
+    }
+    assert protocol_methods == set(BACKEND_METHODS)
+    for backend in small_backends():
+        assert isinstance(backend, LinkageBackend)
+        for name in BACKEND_METHODS:
+            expected = inspect.signature(getattr(LinkageBackend, name))
+            assert inspect.signature(getattr(type(backend), name)) == expected, name
+
+
+@pytest.mark.parametrize("missing", ("linkage",) + BACKEND_METHODS)
+def test_a_renamed_member_breaks_the_protocol(missing):
+    """So the isinstance check above fails when a backend's member is renamed."""
+    members = {name: getattr(DenseBackend, name) for name in BACKEND_METHODS}
+    members.update(linkage="average")
+    members[missing + "_renamed"] = members.pop(missing)
+    assert not isinstance(type("Renamed", (), members)(), LinkageBackend)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

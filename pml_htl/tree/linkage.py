@@ -8,7 +8,7 @@ with whole-tensor operations (on any device). When rounds stall (one cluster
 absorbing the others one at a time) or few nodes are left, the
 nearest-neighbour chain finishes the tree on their float64 matrix in numpy.
 
-Two backends give the distances to the rounds:
+Two backends (``LinkageBackend``) give the distances to the rounds:
 - ``DenseBackend``: the (C, C) class-distance matrix, updated by
   Lance-Williams (average weighted by sample counts, single, complete).
 - ``NeighborListBackend`` (average linkage only): no matrix at all, a list of
@@ -23,7 +23,7 @@ chain's rows and the lists' bounds.
 
 from __future__ import annotations
 
-from typing import Tuple, TypeVar, Union
+from typing import Optional, Protocol, Tuple, TypeVar, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -95,6 +95,49 @@ def lance_williams(
     else:
         n_a, n_b = np.asarray(n_a, dtype=d_a.dtype), np.asarray(n_b, dtype=d_a.dtype)
     return (n_a * d_a + n_b * d_b) / (n_a + n_b)
+
+
+@runtime_checkable
+class LinkageBackend(Protocol):
+    """The node distances that ``agglomerate`` merges by.
+
+    A node is named by a class index in [0, C): each class starts as a node,
+    and ``merge(a, b)`` makes node a stand for A u B and retires b. Index
+    tensors are int64 on the backend's device and name live nodes.
+    """
+
+    #: "average", "single" or "complete": how a merged node's distances follow
+    #: from its parts' (``lance_williams``).
+    linkage: str
+
+    def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each row's nearest other live node, for (R,) node indices ``rows``.
+
+        Returns their (R,) distances, float64 but only as precise as the
+        backend's search, and their (R,) int64 node indices.
+        """
+        ...
+
+    def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(P,) float64 d(a_i, b_i) for (P,) node indices a and b: merge heights."""
+        ...
+
+    def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Merge node b_i into node a_i for (P,) node indices a, b (2P distinct).
+
+        Afterwards a_i stands for A_i u B_i, with distances by ``linkage``,
+        and b_i is no longer a live node.
+        """
+        ...
+
+    def live_matrix(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hand the R live nodes over to the nearest-neighbour chain.
+
+        Returns their (R,) int64 node indices, their (R, R) float64 distance
+        matrix (the caller's to overwrite; the diagonal is not meaningful) and
+        their (R,) float64 sample counts. The backend is done afterwards.
+        """
+        ...
 
 
 class DenseBackend:
@@ -384,11 +427,20 @@ class NeighborListBackend:
         self.bound[a] = torch.minimum(combined(bound_a, bound_b), value[:, self.width, None])[:, 0]
 
 
-def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndarray:
+def agglomerate(
+    backend: LinkageBackend,
+    num_classes: int,
+    device: Optional[Union[str, torch.device]] = None,
+    initial: Optional[torch.Tensor] = None,
+) -> np.ndarray:
     """Merge rounds of reciprocal nearest neighbours while they merge many pairs
     at once, then the nearest-neighbour chain on the remaining nodes.
 
     Args:
+        backend: the distances of the C classes; merged to the end, so not
+            reusable afterwards.
+        num_classes: C.
+        device: where ``backend``'s index tensors live.
         initial: each class's nearest class (a (C,) index tensor), when already
             known; saves the first full search.
 
