@@ -3,6 +3,8 @@ neighbours on neighbour lists (no matrix) or on the dense matrix, the
 nearest-neighbour chain, and the hand-over between them; checked against
 scipy and against a naive agglomeration over raw samples."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +14,11 @@ from pml_htl import ClassStatistics, HierarchicalClassTree
 from pml_htl.tree import hierarchical_class_tree, linkage
 from pml_htl.tree.linkage import (
     DenseBackend,
+    LinkageBackend,
     NeighborListBackend,
     agglomerate,
     cut_levels,
+    lance_williams,
     nn_chain,
 )
 
@@ -62,6 +66,58 @@ def assert_same_tree(lists, dense):
     np.testing.assert_allclose(
         np.sort(lists.merges[:, 2].numpy()), np.sort(dense.merges[:, 2].numpy()), rtol=1e-9
     )
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [("average", [1.25, 1.25, 3.0]), ("single", [0.5, 1.0, 3.0]), ("complete", [1.5, 2.0, 3.0])],
+)
+def test_lance_williams_on_arrays_and_tensors(method, expected):
+    """d(A u B, X) for n_A = 1, n_B = 3; tensors keep their dtype and device."""
+    d_a, d_b = np.array([0.5, 2.0, 3.0]), np.array([1.5, 1.0, 3.0])
+    got = lance_williams(method, d_a, d_b, 1.0, 3.0)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_array_equal(got, expected)
+    counts = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        for dtype in (torch.float32, torch.float64):
+            a, b = (torch.tensor(d, dtype=dtype, device=device) for d in (d_a, d_b))
+            got = lance_williams(method, a, b, counts[:1].to(device), counts[1:].to(device))
+            assert got.dtype == dtype and got.device == a.device
+            np.testing.assert_array_equal(got.cpu().numpy(), expected)
+
+
+BACKEND_METHODS = ("nearest", "height", "merge", "live_matrix")
+
+
+def small_backends():
+    stats, _, _ = clustered_statistics(6)
+    dense = DenseBackend(class_distances(stats), stats.counts, "average")
+    return [dense, NeighborListBackend(stats.counts, stats.sums, stats.squared_norms, 2)]
+
+
+def test_backends_satisfy_the_protocol():
+    """Both backends have what agglomerate calls, with the Protocol's signatures."""
+    protocol_methods = {
+        name
+        for name, value in vars(LinkageBackend).items()
+        if inspect.isfunction(value) and not name.startswith("_")
+    }
+    assert protocol_methods == set(BACKEND_METHODS)
+    for backend in small_backends():
+        assert isinstance(backend, LinkageBackend)
+        for name in BACKEND_METHODS:
+            expected = inspect.signature(getattr(LinkageBackend, name))
+            assert inspect.signature(getattr(type(backend), name)) == expected, name
+
+
+@pytest.mark.parametrize("missing", ("linkage",) + BACKEND_METHODS)
+def test_a_renamed_member_breaks_the_protocol(missing):
+    """So the isinstance check above fails when a backend's member is renamed."""
+    members = {name: getattr(DenseBackend, name) for name in BACKEND_METHODS}
+    members.update(linkage="average")
+    members[missing + "_renamed"] = members.pop(missing)
+    assert not isinstance(type("Renamed", (), members)(), LinkageBackend)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -215,7 +271,9 @@ def lattice_statistics(num_classes, seed=0):
 def assert_greedy_average_linkage(merges, statistics, tol=1e-9):
     """With ties the dendrogram is not unique, so check what defines one: taken
     in height order, every merge joins two live clusters at the smallest
-    distance between any two, and its height is that distance."""
+    distance between any two, and its height is that distance. The update is
+    written out here, not taken from linkage.lance_williams, to stay an
+    independent check of it."""
     D = class_distances(statistics).numpy().copy()
     sizes = statistics.counts.numpy().copy()
     C = D.shape[0]

@@ -8,7 +8,7 @@ with whole-tensor operations (on any device). When rounds stall (one cluster
 absorbing the others one at a time) or few nodes are left, the
 nearest-neighbour chain finishes the tree on their float64 matrix in numpy.
 
-Two backends give the distances to the rounds:
+Two backends (``LinkageBackend``) give the distances to the rounds:
 - ``DenseBackend``: the (C, C) class-distance matrix, updated by
   Lance-Williams (average weighted by sample counts, single, complete).
 - ``NeighborListBackend`` (average linkage only): no matrix at all, a list of
@@ -16,11 +16,14 @@ Two backends give the distances to the rounds:
   exact distances from the nodes' statistics only where a bound decides.
   Memory O(C (D + k)); used above a few thousand classes, where it is also
   faster than the matrix.
+
+``lance_williams`` is the one update d(A u B, X) behind the matrix's rows, the
+chain's rows and the lists' bounds.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Protocol, Tuple, TypeVar, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -63,6 +66,80 @@ def _block_rows(num_cols: int) -> int:
     return max(1, _BLOCK_ELEMENTS // max(num_cols, 1))
 
 
+Distances = TypeVar("Distances", torch.Tensor, np.ndarray)
+
+
+def lance_williams(
+    linkage: str,
+    d_a: Distances,
+    d_b: Distances,
+    n_a: Union[torch.Tensor, np.ndarray, float],
+    n_b: Union[torch.Tensor, np.ndarray, float],
+) -> Distances:
+    """d(A u B, X) from d_a = d(A, X) and d_b = d(B, X) (Lance-Williams).
+
+    single: min(d_a, d_b); complete: max(d_a, d_b); average:
+    (n_A d_a + n_B d_b) / (n_A + n_B), the mean over sample pairs, with n_A,
+    n_B the sample counts (or weights proportional to them) broadcast against
+    the distances. Tensors stay tensors on their device, arrays stay numpy.
+    """
+    is_tensor = torch.is_tensor(d_a)
+    if linkage == "single":
+        return torch.minimum(d_a, d_b) if is_tensor else np.minimum(d_a, d_b)
+    if linkage == "complete":
+        return torch.maximum(d_a, d_b) if is_tensor else np.maximum(d_a, d_b)
+    # counts in the distances' dtype: float64 counts would promote float32 distances
+    if is_tensor:
+        n_a = torch.as_tensor(n_a, dtype=d_a.dtype, device=d_a.device)
+        n_b = torch.as_tensor(n_b, dtype=d_a.dtype, device=d_a.device)
+    else:
+        n_a, n_b = np.asarray(n_a, dtype=d_a.dtype), np.asarray(n_b, dtype=d_a.dtype)
+    return (n_a * d_a + n_b * d_b) / (n_a + n_b)
+
+
+@runtime_checkable
+class LinkageBackend(Protocol):
+    """The node distances that ``agglomerate`` merges by.
+
+    A node is named by a class index in [0, C): each class starts as a node,
+    and ``merge(a, b)`` makes node a stand for A u B and retires b. Index
+    tensors are int64 on the backend's device and name live nodes.
+    """
+
+    #: "average", "single" or "complete": how a merged node's distances follow
+    #: from its parts' (``lance_williams``).
+    linkage: str
+
+    def nearest(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each row's nearest other live node, for (R,) node indices ``rows``.
+
+        Returns their (R,) distances, float64 but only as precise as the
+        backend's search, and their (R,) int64 node indices.
+        """
+        ...
+
+    def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(P,) float64 d(a_i, b_i) for (P,) node indices a and b: merge heights."""
+        ...
+
+    def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Merge node b_i into node a_i for (P,) node indices a, b (2P distinct).
+
+        Afterwards a_i stands for A_i u B_i, with distances by ``linkage``,
+        and b_i is no longer a live node.
+        """
+        ...
+
+    def live_matrix(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hand the R live nodes over to the nearest-neighbour chain.
+
+        Returns their (R,) int64 node indices, their (R, R) float64 distance
+        matrix (the caller's to overwrite; the diagonal is not meaningful) and
+        their (R,) float64 sample counts. The backend is done afterwards.
+        """
+        ...
+
+
 class DenseBackend:
     """Class distances in one matrix; Lance-Williams updates on merges.
 
@@ -102,23 +179,15 @@ class DenseBackend:
     def height(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.D[self.pos[a], self.pos[b]].double()
 
-    def _combine(self, x: torch.Tensor, y: torch.Tensor, wx, wy) -> torch.Tensor:
-        if self.linkage == "single":
-            return torch.minimum(x, y)
-        if self.linkage == "complete":
-            return torch.maximum(x, y)
-        wx, wy = wx.to(x.dtype), wy.to(x.dtype)
-        return (wx * x + wy * y) / (wx + wy)
-
     def merge(self, a: torch.Tensor, b: torch.Tensor) -> None:
         D, size = self.D, self.size
         a, b = self.pos[a], self.pos[b]
         # The matrix stays symmetric, so a merged node's column is its row.
-        new = self._combine(
-            D.index_select(0, a), D.index_select(0, b), size[a, None], size[b, None]
+        new = lance_williams(
+            self.linkage, D.index_select(0, a), D.index_select(0, b), size[a, None], size[b, None]
         )
         # distances between two nodes merged in this same round: combine again
-        new[:, a] = self._combine(new[:, a], new[:, b], size[None, a], size[None, b])
+        new[:, a] = lance_williams(self.linkage, new[:, a], new[:, b], size[None, a], size[None, b])
         new[torch.arange(a.shape[0], device=a.device), a] = float("inf")
         D.index_copy_(0, a, new)
         D.index_copy_(1, a, new.T.contiguous())
@@ -339,25 +408,39 @@ class NeighborListBackend:
         low_b_for_a = torch.where(same, low_b[:, None, :], inf).amin(2).minimum(bound_b)
         low_a_for_b = torch.where(same, low_a[:, :, None], inf).amin(1).minimum(bound_a)
         n_a, n_b = self.n[a, None], self.n[b, None]
+        # Weights w = n / (n_A + n_B) rounded once from float64 sum to exactly 1
+        # in the search dtype, so the mean is w_A d_a + w_B d_b to the bit; counts
+        # would round differently in float32 and could break exact ties otherwise.
         w_a, w_b = (n_a / (n_a + n_b)).to(self.dtype), (n_b / (n_a + n_b)).to(self.dtype)
-        from_a = w_a * low_a + w_b * low_b_for_a
-        from_b = (w_a * low_a_for_b + w_b * low_b).masked_fill(same.any(1), float("inf"))
+
+        def combined(d_a: torch.Tensor, d_b: torch.Tensor) -> torch.Tensor:
+            return lance_williams(self.linkage, d_a, d_b, w_a, w_b)
+
+        from_a = combined(low_a, low_b_for_a)
+        from_b = combined(low_a_for_b, low_b).masked_fill(same.any(1), float("inf"))
         ids = torch.cat([ids_a, ids_b], 1)
         low = torch.cat([from_a, from_b], 1).masked_fill(ids == a[:, None], float("inf"))
         value, order = torch.topk(low, self.width + 1, dim=1, largest=False)
         self.lists[a] = ids.gather(1, order[:, : self.width])
         self.lower[a] = value[:, : self.width]
         self.stamp[a] = -1  # combined bounds, not exact distances
-        self.bound[a] = torch.minimum(w_a * bound_a + w_b * bound_b, value[:, self.width, None])[
-            :, 0
-        ]
+        self.bound[a] = torch.minimum(combined(bound_a, bound_b), value[:, self.width, None])[:, 0]
 
 
-def agglomerate(backend, num_classes: int, device=None, initial=None) -> np.ndarray:
+def agglomerate(
+    backend: LinkageBackend,
+    num_classes: int,
+    device: Optional[Union[str, torch.device]] = None,
+    initial: Optional[torch.Tensor] = None,
+) -> np.ndarray:
     """Merge rounds of reciprocal nearest neighbours while they merge many pairs
     at once, then the nearest-neighbour chain on the remaining nodes.
 
     Args:
+        backend: the distances of the C classes; merged to the end, so not
+            reusable afterwards.
+        num_classes: C.
+        device: where ``backend``'s index tensors live.
         initial: each class's nearest class (a (C,) index tensor), when already
             known; saves the first full search.
 
@@ -451,12 +534,7 @@ def nn_chain(distances: np.ndarray, sizes: np.ndarray, linkage: str) -> np.ndarr
         a, b = min(x, y), max(x, y)
         merges[done] = (a, b, D[a, b])
         done += 1
-        if linkage == "single":
-            new = np.minimum(D[a], D[b])
-        elif linkage == "complete":
-            new = np.maximum(D[a], D[b])
-        else:
-            new = (sizes[a] * D[a] + sizes[b] * D[b]) / (sizes[a] + sizes[b])
+        new = lance_williams(linkage, D[a], D[b], sizes[a], sizes[b])
         new[a] = new[b] = np.inf
         D[a], D[:, a] = new, new
         D[b], D[:, b] = np.inf, np.inf
