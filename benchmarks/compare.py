@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import hashlib
-import io
 import json
 import logging
-import math
 import os
 import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -41,6 +37,7 @@ if ROOT not in sys.path:
 
 from benchmarks.backbones import BACKBONES, make_trunk  # noqa: E402
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
+from benchmarks.report import atomic_write, write_reports  # noqa: E402
 
 # --------------------------------------------------------------------------- losses
 #: One readable table of every loss's hyper-parameters. The baselines start
@@ -107,14 +104,6 @@ DEFAULTS = dict(
 )
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
-METRIC_COLUMNS = [
-    ("precision_at_1", "P@1"),
-    ("mean_average_precision_at_r", "MAP@R"),
-    ("r_precision", "R-Prec"),
-    ("NMI", "NMI"),
-    ("AMI", "AMI"),
-]
-
 
 def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
     from pytorch_metric_learning import distances
@@ -147,24 +136,6 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
 
 
 # --------------------------------------------------------------------------- utilities
-def atomic_write(path: str, data: Union[str, bytes]) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half file."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    binary = isinstance(data, bytes)
-    try:
-        with os.fdopen(
-            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
-        ) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -417,129 +388,6 @@ def run_one(
     }
 
 
-# --------------------------------------------------------------------------- reports
-def metric_keys(cfg) -> List[str]:
-    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in METRIC_COLUMNS]
-
-
-def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
-    table: Dict[str, Dict[str, Any]] = {}
-    for loss in cfg["losses"]:
-        mine = [r for r in runs if r["loss"] == loss]
-        if not mine:
-            continue
-        row = {"seeds": [r["seed"] for r in mine]}
-        for key in metric_keys(cfg) + ["seconds_per_iteration", "tree_seconds"]:
-            values = [r[key] if key in r else r["final"].get(key) for r in mine]
-            values = [v for v in values if v is not None]
-            if values:
-                row[key] = (float(np.mean(values)), float(np.std(values)))
-        table[loss] = row
-    return table
-
-
-def markdown_table(table, cfg) -> str:
-    cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
-        c for c in METRIC_COLUMNS if any(c[0] in row for row in table.values())
-    ]
-    best = {}
-    for key, _ in cols:
-        values = [row[key][0] for row in table.values() if key in row]
-        if values:
-            best[key] = max(values)
-    scale = 100.0
-    head = "| loss | " + " | ".join(t for _, t in cols) + " | s / iter | tree s | seeds |"
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
-    for loss, row in table.items():
-        cells = []
-        for key, _ in cols:
-            if key not in row:
-                cells.append("–")
-                continue
-            mean, std = row[key]
-            text = f"{scale * mean:.1f}" + (
-                f" ± {scale * std:.1f}" if len(row["seeds"]) > 1 else ""
-            )
-            cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
-        spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
-        tree_s = row.get("tree_seconds", (0.0, 0))[0]
-        lines.append(
-            f"| {LOSS_TITLES[loss]} | "
-            + " | ".join(cells)
-            + f" | {spi:.3f} | {tree_s:.0f} | {len(row['seeds'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def csv_text(runs, cfg) -> str:
-    keys = metric_keys(cfg)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["loss", "seed", *keys, "seconds_per_iteration", "tree_seconds"])
-    for r in runs:
-        writer.writerow(
-            [r["loss"], r["seed"]]
-            + [r["final"].get(k, "") for k in keys]
-            + [r["seconds_per_iteration"], r["tree_seconds"]]
-        )
-    return buf.getvalue()
-
-
-def convergence_png(runs, cfg) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for loss in cfg["losses"]:
-        mine = [r for r in runs if r["loss"] == loss]
-        if not mine:
-            continue
-        its = [p["iteration"] for p in mine[0]["curve"]]
-        values = np.array([[100 * p["recall_at_1"] for p in r["curve"]] for r in mine])
-        mean = values.mean(0)
-        style = "-" if loss in MAIN_LOSSES else "--"
-        ax.plot(its, mean, style, marker="o", ms=3, label=LOSS_TITLES[loss])
-        if len(mine) > 1:
-            ax.fill_between(its, values.min(0), values.max(0), alpha=0.15)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("R@1 (%) on unseen test classes")
-    ax.set_title(f"Convergence on {cfg['dataset']} (mean over seeds {cfg['seeds']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def write_reports(runs, cfg, environment) -> None:
-    out = cfg["out"]
-    table = summarize(runs, cfg)
-    results = {
-        "configuration": cfg,
-        "environment": environment,
-        "summary": {
-            k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
-            for k, row in table.items()
-        },
-        "runs": runs,
-    }
-    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
-    atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
-    header = (
-        f"# {cfg['dataset']}: final accuracy after {cfg['epochs'] * cfg['iters_per_epoch']} "
-        f"iterations (%, mean ± std over seeds)\n\n"
-        "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
-        "excluded; tree s: time spent building class trees. Best value per column in bold.\n\n"
-    )
-    atomic_write(os.path.join(out, "results.md"), header + markdown_table(table, cfg))
-    if runs:
-        atomic_write(os.path.join(out, "convergence.png"), convergence_png(runs, cfg))
-
-
 # --------------------------------------------------------------------------- command line
 def parse_hp(items: List[str], table: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     table = copy.deepcopy(table)
@@ -727,13 +575,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
                 f"in {result['wall_seconds']:.0f} s"
             )
-            write_reports(runs, cfg, environment)
+            write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS)
         if world_size > 1:
             torch.distributed.barrier()  # every rank sees the finished run's file
     if rank == 0:
-        write_reports(runs, cfg, environment)
-        with open(os.path.join(cfg["out"], "results.md")) as f:
-            print(f.read())
+        print(write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS))
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return {"config": cfg, "runs": runs}
