@@ -500,7 +500,7 @@ def init_distributed(cfg: Dict[str, Any]):
     return torch.distributed.get_rank(), size
 
 
-def image_transforms(cfg, splits_channels_hint: Optional[int] = None):
+def image_transforms(cfg):
     if cfg["dataset"] == "glyphs":
         return None, None
     import torchvision.transforms as T
