@@ -15,6 +15,7 @@ Re-running with the same --out skips the (loss, seed) runs already finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import json
@@ -25,7 +26,7 @@ import random
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -187,21 +188,30 @@ def describe_device(device: torch.device) -> str:
 
 
 # --------------------------------------------------------------------------- evaluation
+@contextlib.contextmanager
+def eval_mode(*models: torch.nn.Module) -> Iterator[None]:
+    """The models in eval mode inside the block; afterwards every submodule's own
+    mode again, so a BatchNorm frozen in eval mode stays frozen."""
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def embed(models, dataset, device, batch_size: int, num_workers: int, desc: str):
     trunk, embedder = models
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
-    modes = [trunk.training, embedder.training]
-    trunk.eval(), embedder.eval()
     out, labels = [], []
-    try:
-        with torch.no_grad():
-            for data, y in tqdm.tqdm(loader, desc=desc, leave=False):
-                out.append(embedder(trunk(data.to(device))).float())
-                labels.append(torch.as_tensor(y))
-    finally:
-        trunk.train(modes[0]), embedder.train(modes[1])
+    with eval_mode(trunk, embedder), torch.no_grad():
+        for data, y in tqdm.tqdm(loader, desc=desc, leave=False):
+            out.append(embedder(trunk(data.to(device))).float())
+            labels.append(torch.as_tensor(y))
     return torch.cat(out), torch.cat(labels).to(device)
 
 

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import compare
@@ -131,3 +132,22 @@ def test_two_processes_under_torchrun(folder_root, tmp_path):
     for run in results["runs"]:
         assert [p["epoch"] for p in run["curve"]] == [0, 1, 2]
     assert (out / "convergence.png").exists() and (out / "results.md").exists()
+
+
+def test_embed_keeps_a_frozen_batchnorm_frozen(blob_dataset):
+    """embed evaluates in eval mode, then gives every submodule its own mode back."""
+    trunk = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.BatchNorm1d(4))
+    embedder = torch.nn.Linear(4, 2)
+    trunk.train(), embedder.train()
+    frozen = trunk[1].eval()
+    modes_seen = []
+    frozen.register_forward_hook(lambda module, *_: modes_seen.append(module.training))
+
+    embeddings, labels = compare.embed(
+        (trunk, embedder), blob_dataset, torch.device("cpu"), 32, 0, "test"
+    )
+
+    assert embeddings.shape == (len(blob_dataset), 2) and len(labels) == len(blob_dataset)
+    assert modes_seen and not any(modes_seen)
+    assert trunk.training and trunk[0].training and embedder.training
+    assert not frozen.training
