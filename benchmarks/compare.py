@@ -26,7 +26,7 @@ import random
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -215,8 +215,8 @@ def embed(models, dataset, device, batch_size: int, num_workers: int, desc: str)
     return torch.cat(out), torch.cat(labels).to(device)
 
 
-def evaluate(models, splits: DataSplits, calculator, device, cfg) -> Dict[str, float]:
-    bs, nw = 256, cfg["num_workers"]
+def evaluate(models, splits: DataSplits, calculator, device, num_workers: int) -> Dict[str, float]:
+    bs, nw = 256, num_workers
     query, q_labels = embed(models, splits.query, device, bs, nw, "evaluate: embedding")
     if splits.query_is_reference:
         metrics = calculator.get_accuracy(query, q_labels)
@@ -256,26 +256,58 @@ def make_logging(out: str, loss: str, seed: int):
 
 def run_one(
     loss_name: str, seed: int, cfg: Dict[str, Any], splits: DataSplits, calculator, device
-) -> Dict[str, Any]:
-    from pytorch_metric_learning import samplers as pml_samplers
-    from pytorch_metric_learning import trainers
-    from pytorch_metric_learning.utils import distributed as pml_dist
-
-    from pml_htl import hooks, samplers
+) -> Optional[Dict[str, Any]]:
+    """Train one loss from one seed, evaluating as it goes; rank 0 returns the run's record."""
     from pml_htl.utils.distributed import world
 
     rank, world_size = world()
     set_seed(seed)
-    trunk, trunk_size = make_trunk(cfg["backbone"], splits.channels, cfg["pretrained_weights"])
-    embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
-    trunk, embedder = trunk.to(device), embedder.to(device)
-    eval_models = (trunk, embedder)
+    trunk, embedder = build_models(cfg, splits.channels, device)
+    record_keeper, container = (
+        make_logging(cfg["out"], loss_name, seed) if rank == 0 else (None, None)
+    )
     hp = cfg["hyperparameters"][loss_name]
-    record_keeper, container = (None, None)
-    if rank == 0:
-        record_keeper, container = make_logging(cfg["out"], loss_name, seed)
-    loss, miner, loss_opt = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
-    tree_consumer_loss = loss
+    loss, miner, loss_optimizer = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
+    sampler = build_sampler(loss_name, seed, cfg, splits.train_labels, world_size)
+    tree_consumers = [loss, sampler]  # the loss itself, not its torchrun wrapper
+    models = {"trunk": trunk, "embedder": embedder}
+    if world_size > 1:
+        models, loss, miner = distribute(models, loss, miner, device)
+    optimizers = build_optimizers(cfg, models, loss, loss_optimizer)
+    tree_hook = build_tree_hook(loss_name, tree_consumers, splits.train_eval, cfg)
+    evaluation = Evaluation((trunk, embedder), splits, calculator, device, cfg, record_keeper, rank)
+    epoch_end = EpochEnd(cfg, evaluation, tree_hook, f"{loss_name} seed {seed}", rank, world_size)
+    trainer = build_trainer(
+        cfg,
+        splits,
+        device,
+        models=models,
+        optimizers=optimizers,
+        loss=loss,
+        miner=miner,
+        sampler=sampler,
+        end_of_iteration=container.end_of_iteration_hook if container is not None else None,
+        end_of_epoch=epoch_end,
+    )
+    train_seconds = train(trainer, cfg["epochs"], evaluation, epoch_end)
+    if rank != 0:
+        return None
+    return collect_result(loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device)
+
+
+def build_models(cfg, channels: int, device) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """The trunk and a linear embedder on top of it, on ``device``."""
+    trunk, trunk_size = make_trunk(cfg["backbone"], channels, cfg["pretrained_weights"])
+    embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
+    return trunk.to(device), embedder.to(device)
+
+
+def build_sampler(loss_name: str, seed: int, cfg, train_labels, world_size: int):
+    """Anchor-neighbour batches where HTL's method prescribes them (and for every loss
+    under torchrun); PML's MPerClassSampler, t samples per class, otherwise."""
+    from pytorch_metric_learning import samplers as pml_samplers
+
+    from pml_htl import samplers
 
     B, m, t = cfg["batch_size"], cfg["classes_per_anchor"], cfg["samples_per_class"]
     length = cfg["iters_per_epoch"] * B
@@ -283,82 +315,135 @@ def run_one(
         # under torchrun every sampler must hand each rank its slice of one global
         # batch: the baselines then get the A-N sampler without a tree, which draws
         # random classes, t samples each, as MPerClassSampler does
-        sampler = samplers.AnchorNeighborSampler(
-            splits.train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
+        return samplers.AnchorNeighborSampler(
+            train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
         )
-    else:
-        sampler = pml_samplers.MPerClassSampler(
-            splits.train_labels, t, batch_size=B, length_before_new_iter=length
-        )
-    if world_size > 1:
-        ddp_kw = {"device_ids": [device]} if device.type == "cuda" else {}
-        trunk = torch.nn.parallel.DistributedDataParallel(trunk, **ddp_kw)
-        embedder = torch.nn.parallel.DistributedDataParallel(embedder, **ddp_kw)
-        loss = pml_dist.DistributedLossWrapper(loss)
-        if miner is not None:
-            miner = pml_dist.DistributedMinerWrapper(miner)
-
-    def make_optimizer(params, lr):
-        if cfg["optimizer"] == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg["weight_decay"])
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
-
-    optimizers = {
-        "trunk_optimizer": make_optimizer(trunk.parameters(), cfg["lr"]),
-        "embedder_optimizer": make_optimizer(embedder.parameters(), cfg["lr"]),
-    }
-    if loss_opt is not None:
-        optimizers[loss_opt[0]] = torch.optim.SGD(loss.parameters(), lr=loss_opt[1])
-
-    tree_hook = None
-    if loss_name in USES_TREE:
-        consumers = [c for c in (tree_consumer_loss, sampler) if hasattr(c, "update_tree")]
-        tree_hook = hooks.TreeRebuildHook(
-            splits.train_eval, consumers=consumers, num_workers=cfg["num_workers"]
-        )
-
-    curve: List[Dict[str, Any]] = []
-    timing = {"eval_s": 0.0, "tree_s": 0.0}
-    epochs = cfg["epochs"]
-    epoch_bar = tqdm.tqdm(
-        total=epochs, desc=f"{loss_name} seed {seed}: epochs", leave=False, disable=rank != 0
+    return pml_samplers.MPerClassSampler(
+        train_labels, t, batch_size=B, length_before_new_iter=length
     )
 
-    def record_eval(epoch: int) -> None:
-        if rank != 0:
-            return  # rank 0 evaluates and writes; the others train on
-        start = time.perf_counter()
-        metrics = evaluate(eval_models, splits, calculator, device, cfg)
-        timing["eval_s"] += time.perf_counter() - start
-        curve.append({"epoch": epoch, "iteration": epoch * cfg["iters_per_epoch"], **metrics})
-        if record_keeper is not None:
-            record_keeper.update_records(
-                metrics,
-                epoch * cfg["iters_per_epoch"],
-                parent_name="accuracies",
-            )
-            record_keeper.save_records()
 
-    def end_of_epoch(trainer) -> bool:
-        if tree_hook is not None and trainer.epoch < epochs:
-            start = time.perf_counter()
-            tree_hook(trainer)
-            timing["tree_s"] += time.perf_counter() - start
-        if trainer.epoch % cfg["eval_every"] == 0 or trainer.epoch == epochs:
-            record_eval(trainer.epoch)
-        epoch_bar.update(1)
-        if world_size > 1:
+def distribute(models: Dict[str, torch.nn.Module], loss, miner, device):
+    """torchrun: the models in DistributedDataParallel, the loss and miner gathering
+    every rank's embeddings."""
+    from pytorch_metric_learning.utils import distributed as pml_dist
+
+    ddp_kw = {"device_ids": [device]} if device.type == "cuda" else {}
+    DDP = torch.nn.parallel.DistributedDataParallel
+    models = {name: DDP(model, **ddp_kw) for name, model in models.items()}
+    loss = pml_dist.DistributedLossWrapper(loss)
+    if miner is not None:
+        miner = pml_dist.DistributedMinerWrapper(miner)
+    return models, loss, miner
+
+
+def make_optimizer(cfg, params, lr: float) -> torch.optim.Optimizer:
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg["weight_decay"])
+    return torch.optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
+
+
+def build_optimizers(cfg, models: Dict[str, torch.nn.Module], loss, loss_optimizer):
+    """One optimizer per model, named as PML's trainer expects; plain SGD for a loss
+    with parameters of its own (the margin loss's beta)."""
+    optimizers = {
+        f"{name}_optimizer": make_optimizer(cfg, model.parameters(), cfg["lr"])
+        for name, model in models.items()
+    }
+    if loss_optimizer is not None:
+        name, lr = loss_optimizer
+        optimizers[name] = torch.optim.SGD(loss.parameters(), lr=lr)
+    return optimizers
+
+
+def build_tree_hook(loss_name: str, consumers, dataset, cfg):
+    """The hook that rebuilds the class tree for the losses that use one, else None."""
+    from pml_htl import hooks
+
+    if loss_name not in USES_TREE:
+        return None
+    consumers = [c for c in consumers if hasattr(c, "update_tree")]
+    return hooks.TreeRebuildHook(dataset, consumers=consumers, num_workers=cfg["num_workers"])
+
+
+class Evaluation:
+    """Evaluates on the test split (rank 0 only) and keeps the accuracy curve and
+    the time spent evaluating."""
+
+    def __init__(self, models, splits: DataSplits, calculator, device, cfg, record_keeper, rank):
+        self.models, self.splits, self.calculator, self.device = models, splits, calculator, device
+        self.num_workers = cfg["num_workers"]
+        self.iters_per_epoch = cfg["iters_per_epoch"]
+        self.record_keeper = record_keeper
+        self.rank = rank
+        self.curve: List[Dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def __call__(self, epoch: int) -> Optional[Dict[str, float]]:
+        if self.rank != 0:
+            return None  # rank 0 evaluates and writes; the others train on
+        start = time.perf_counter()
+        metrics = evaluate(self.models, self.splits, self.calculator, self.device, self.num_workers)
+        self.seconds += time.perf_counter() - start
+        iteration = epoch * self.iters_per_epoch
+        self.curve.append({"epoch": epoch, "iteration": iteration, **metrics})
+        if self.record_keeper is not None:
+            self.record_keeper.update_records(metrics, iteration, parent_name="accuracies")
+            self.record_keeper.save_records()
+        return metrics
+
+
+class EpochEnd:
+    """PML's end_of_epoch_hook: rebuild the tree (not after the last epoch), evaluate
+    every eval_every epochs and after the last; under torchrun the other ranks wait."""
+
+    def __init__(self, cfg, evaluation: Evaluation, tree_hook, name: str, rank, world_size):
+        self.epochs, self.eval_every = cfg["epochs"], cfg["eval_every"]
+        self.evaluation, self.tree_hook = evaluation, tree_hook
+        self.world_size = world_size
+        self.tree_seconds = 0.0
+        self.bar = tqdm.tqdm(
+            total=self.epochs, desc=f"{name}: epochs", leave=False, disable=rank != 0
+        )
+
+    def __call__(self, trainer) -> bool:
+        if self.tree_hook is not None and trainer.epoch < self.epochs:
+            self.rebuild_tree(trainer)
+        if trainer.epoch % self.eval_every == 0 or trainer.epoch == self.epochs:
+            self.evaluation(trainer.epoch)
+        self.bar.update(1)
+        if self.world_size > 1:
             torch.distributed.barrier()  # the others wait while rank 0 evaluates
         return True
 
-    end_of_iteration = container.end_of_iteration_hook if container is not None else None
-    mining = {"tuple_miner": miner} if miner is not None else {}
-    trainer = trainers.MetricLossOnly(
-        models={"trunk": trunk, "embedder": embedder},
+    def rebuild_tree(self, trainer) -> None:
+        start = time.perf_counter()
+        self.tree_hook(trainer)
+        self.tree_seconds += time.perf_counter() - start
+
+
+def build_trainer(
+    cfg,
+    splits: DataSplits,
+    device,
+    *,
+    models,
+    optimizers,
+    loss,
+    miner,
+    sampler,
+    end_of_iteration,
+    end_of_epoch,
+):
+    """PML's MetricLossOnly trainer for one run."""
+    from pytorch_metric_learning import trainers
+
+    return trainers.MetricLossOnly(
+        models=models,
         optimizers=optimizers,
         batch_size=sampler.batch_size,  # B, or this rank's share of it
         loss_funcs={"metric_loss": loss},
-        mining_funcs=mining,
+        mining_funcs={"tuple_miner": miner} if miner is not None else {},
         dataset=splits.train,
         sampler=sampler,
         iterations_per_epoch=cfg["iters_per_epoch"],
@@ -369,30 +454,36 @@ def run_one(
         set_min_label_to_zero=True,
         dataset_labels=splits.train_labels,
     )
-    record_eval(0)
-    timing["eval_s"] = 0.0  # count only the evaluations made during training
+
+
+def train(trainer, epochs: int, evaluation: Evaluation, epoch_end: EpochEnd) -> float:
+    """Evaluate the starting model, build the first tree, train. Returns the training
+    seconds: tree rebuilds count (they are part of HTL's cost), evaluations do not."""
+    evaluation(0)
+    eval_seconds_before = evaluation.seconds
     start = time.perf_counter()
-    if tree_hook is not None:
-        tree_hook(trainer)  # the initial tree, from the starting model
-        timing["tree_s"] += time.perf_counter() - start
+    if epoch_end.tree_hook is not None:
+        epoch_end.rebuild_tree(trainer)  # the initial tree, from the starting model
     trainer.train(num_epochs=epochs)
     total = time.perf_counter() - start
-    epoch_bar.close()
-    iterations = epochs * cfg["iters_per_epoch"]
-    train_s = total - timing["eval_s"]  # tree rebuilds are part of HTL's training cost
-    if rank != 0:
-        return None
+    epoch_end.bar.close()
+    return total - (evaluation.seconds - eval_seconds_before)
+
+
+def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_seconds, device):
+    """The run's record, as written to runs/<loss>__seed<seed>.json."""
+    iterations = cfg["epochs"] * cfg["iters_per_epoch"]
     return {
         "loss": loss_name,
         "seed": seed,
         "config_hash": config_hash(cfg),
-        "hyperparameters": hp,
+        "hyperparameters": cfg["hyperparameters"][loss_name],
         "final": {k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration")},
         "curve": curve,
         "iterations": iterations,
-        "train_seconds": train_s,
-        "tree_seconds": timing["tree_s"],
-        "seconds_per_iteration": train_s / iterations,
+        "train_seconds": train_seconds,
+        "tree_seconds": epoch_end.tree_seconds,
+        "seconds_per_iteration": train_seconds / iterations,
         "git_commit": git_commit(),
         "device": describe_device(device),
     }
