@@ -8,8 +8,10 @@ with Recall@K added, on the test split of unseen classes.
     python benchmarks/compare.py                 # embedded glyph data, about 15 min on 2 CPU cores
     python benchmarks/compare.py --quick         # about 2 min
     python benchmarks/compare.py --seeds 0 1 2 --ablations
+    python benchmarks/compare.py --quick > log 2>&1   # one line per epoch and per run
 
 Re-running with the same --out skips the (loss, seed) runs already finished.
+Progress bars only on a terminal; --quiet (or TQDM_DISABLE=1) turns them off.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -187,6 +191,85 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+# --------------------------------------------------------------------------- console
+def tqdm_disabled_by_environment() -> bool:
+    """tqdm's own switch: TQDM_DISABLE set to anything but the empty string."""
+    return bool(os.environ.get("TQDM_DISABLE"))
+
+
+def _is_terminal(stream) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+class Console:
+    """What compare.py prints. Only rank 0 prints.
+
+    Progress bars only when stdout and stderr are both a terminal, and neither
+    --quiet nor TQDM_DISABLE is given; without bars, one line per finished epoch
+    and per finished run. --quiet prints the final table alone.
+    """
+
+    def __init__(self, quiet: bool = False, rank: int = 0):
+        self.prints_table = rank == 0
+        self.talks = rank == 0 and not quiet
+        self.bars = (
+            self.talks
+            and not tqdm_disabled_by_environment()
+            and _is_terminal(sys.stdout)
+            and _is_terminal(sys.stderr)
+        )
+
+    def say(self, line: str) -> None:
+        if not self.talks:
+            return
+        if self.bars:
+            tqdm.tqdm.write(line)  # above the bars, not into them
+        else:
+            print(line, flush=True)
+
+    def table(self, text: str) -> None:
+        if self.prints_table:
+            print(text, flush=True)
+
+    def epoch_done(self, name: str, epoch: int, epochs: int, seconds: float, metrics) -> None:
+        if self.bars:
+            return  # the epoch bar shows it
+        line = f"{name}: epoch {epoch}/{epochs}, {seconds:.1f} s"
+        if metrics is not None:
+            line += f", R@1 {100 * metrics['recall_at_1']:.1f}"
+        self.say(line)
+
+    def bar(self, **kwargs) -> tqdm.tqdm:
+        return tqdm.tqdm(leave=False, disable=not self.bars, **kwargs)
+
+    @contextlib.contextmanager
+    def others_bars_off(self) -> Iterator[None]:
+        """Without our bars, no bars from code that passes no disable= either (PML's
+        trainer and tester). tqdm reads TQDM_DISABLE only once, when it is imported,
+        so its default is changed here, for the block only."""
+        if self.bars:
+            yield
+            return
+        init = vars(tqdm.tqdm)["__init__"]
+        tqdm.tqdm.__init__ = functools.partialmethod(init, disable=True)
+        try:
+            yield
+        finally:
+            tqdm.tqdm.__init__ = init
+
+
+@functools.lru_cache(maxsize=None)
+def record_keeper_missing() -> Optional[str]:
+    """Why PML's record-keeper logging (CSV and TensorBoard) cannot run, or None.
+    Checked once: PML would log an error block for every run."""
+    for module in ("record_keeper", "tensorboard"):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return str(e)
+    return None
+
+
 # --------------------------------------------------------------------------- evaluation
 @contextlib.contextmanager
 def eval_mode(*models: torch.nn.Module) -> Iterator[None]:
@@ -202,26 +285,32 @@ def eval_mode(*models: torch.nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def embed(models, dataset, device, batch_size: int, num_workers: int, desc: str):
+def embed(
+    models, dataset, device, batch_size: int, num_workers: int, desc: str, progress: bool = False
+):
     trunk, embedder = models
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
     out, labels = [], []
     with eval_mode(trunk, embedder), torch.no_grad():
-        for data, y in tqdm.tqdm(loader, desc=desc, leave=False):
+        for data, y in tqdm.tqdm(loader, desc=desc, leave=False, disable=not progress):
             out.append(embedder(trunk(data.to(device))).float())
             labels.append(torch.as_tensor(y))
     return torch.cat(out), torch.cat(labels).to(device)
 
 
-def evaluate(models, splits: DataSplits, calculator, device, num_workers: int) -> Dict[str, float]:
+def evaluate(
+    models, splits: DataSplits, calculator, device, num_workers: int, progress: bool = False
+) -> Dict[str, float]:
     bs, nw = 256, num_workers
-    query, q_labels = embed(models, splits.query, device, bs, nw, "evaluate: embedding")
+    query, q_labels = embed(models, splits.query, device, bs, nw, "evaluate: embedding", progress)
     if splits.query_is_reference:
         metrics = calculator.get_accuracy(query, q_labels)
     else:
-        ref, r_labels = embed(models, splits.reference, device, bs, nw, "evaluate: gallery")
+        ref, r_labels = embed(
+            models, splits.reference, device, bs, nw, "evaluate: gallery", progress
+        )
         metrics = calculator.get_accuracy(query, q_labels, ref, r_labels)
     return {k: float(v) for k, v in metrics.items()}
 
@@ -240,27 +329,33 @@ def run_path(out: str, loss: str, seed: int) -> str:
 
 
 def make_logging(out: str, loss: str, seed: int):
-    """PML's record-keeper (CSV and TensorBoard) when the hooks extra is installed."""
-    try:
-        from pytorch_metric_learning.utils import logging_presets
-
-        folder = os.path.join(out, "logs", f"{loss}__seed{seed}")
-        record_keeper, _, _ = logging_presets.get_record_keeper(
-            os.path.join(folder, "csv"), os.path.join(folder, "tensorboard")
-        )
-        container = logging_presets.get_hook_container(record_keeper)
-        return record_keeper, container
-    except ImportError:
+    """PML's record-keeper and hook container (CSV and TensorBoard logs) when the
+    hooks extra is installed, else (None, None)."""
+    if record_keeper_missing():
         return None, None
+    from pytorch_metric_learning.utils import logging_presets
+
+    folder = os.path.join(out, "logs", f"{loss}__seed{seed}")
+    record_keeper, _, _ = logging_presets.get_record_keeper(
+        os.path.join(folder, "csv"), os.path.join(folder, "tensorboard")
+    )
+    return record_keeper, logging_presets.get_hook_container(record_keeper)
 
 
 def run_one(
-    loss_name: str, seed: int, cfg: Dict[str, Any], splits: DataSplits, calculator, device
+    loss_name: str,
+    seed: int,
+    cfg: Dict[str, Any],
+    splits: DataSplits,
+    calculator,
+    device,
+    console: Optional[Console] = None,
 ) -> Optional[Dict[str, Any]]:
     """Train one loss from one seed, evaluating as it goes; rank 0 returns the run's record."""
     from pml_htl.utils.distributed import world
 
     rank, world_size = world()
+    console = console or Console(rank=rank)
     set_seed(seed)
     trunk, embedder = build_models(cfg, splits.channels, device)
     record_keeper, container = (
@@ -274,9 +369,12 @@ def run_one(
     if world_size > 1:
         models, loss, miner = distribute(models, loss, miner, device)
     optimizers = build_optimizers(cfg, models, loss, loss_optimizer)
-    tree_hook = build_tree_hook(loss_name, tree_consumers, splits.train_eval, cfg)
-    evaluation = Evaluation((trunk, embedder), splits, calculator, device, cfg, record_keeper, rank)
-    epoch_end = EpochEnd(cfg, evaluation, tree_hook, f"{loss_name} seed {seed}", rank, world_size)
+    tree_hook = build_tree_hook(loss_name, tree_consumers, splits.train_eval, cfg, console.bars)
+    evaluation = Evaluation(
+        (trunk, embedder), splits, calculator, device, cfg, record_keeper, rank, console.bars
+    )
+    name = f"{loss_name} seed {seed}"
+    epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size)
     trainer = build_trainer(
         cfg,
         splits,
@@ -356,26 +454,31 @@ def build_optimizers(cfg, models: Dict[str, torch.nn.Module], loss, loss_optimiz
     return optimizers
 
 
-def build_tree_hook(loss_name: str, consumers, dataset, cfg):
+def build_tree_hook(loss_name: str, consumers, dataset, cfg, progress: bool):
     """The hook that rebuilds the class tree for the losses that use one, else None."""
     from pml_htl import hooks
 
     if loss_name not in USES_TREE:
         return None
     consumers = [c for c in consumers if hasattr(c, "update_tree")]
-    return hooks.TreeRebuildHook(dataset, consumers=consumers, num_workers=cfg["num_workers"])
+    return hooks.TreeRebuildHook(
+        dataset, consumers=consumers, num_workers=cfg["num_workers"], progress=progress
+    )
 
 
 class Evaluation:
     """Evaluates on the test split (rank 0 only) and keeps the accuracy curve and
     the time spent evaluating."""
 
-    def __init__(self, models, splits: DataSplits, calculator, device, cfg, record_keeper, rank):
+    def __init__(
+        self, models, splits: DataSplits, calculator, device, cfg, record_keeper, rank, progress
+    ):
         self.models, self.splits, self.calculator, self.device = models, splits, calculator, device
         self.num_workers = cfg["num_workers"]
         self.iters_per_epoch = cfg["iters_per_epoch"]
         self.record_keeper = record_keeper
         self.rank = rank
+        self.progress = progress
         self.curve: List[Dict[str, Any]] = []
         self.seconds = 0.0
 
@@ -383,7 +486,9 @@ class Evaluation:
         if self.rank != 0:
             return None  # rank 0 evaluates and writes; the others train on
         start = time.perf_counter()
-        metrics = evaluate(self.models, self.splits, self.calculator, self.device, self.num_workers)
+        metrics = evaluate(
+            self.models, self.splits, self.calculator, self.device, self.num_workers, self.progress
+        )
         self.seconds += time.perf_counter() - start
         iteration = epoch * self.iters_per_epoch
         self.curve.append({"epoch": epoch, "iteration": iteration, **metrics})
@@ -395,25 +500,30 @@ class Evaluation:
 
 class EpochEnd:
     """PML's end_of_epoch_hook: rebuild the tree (not after the last epoch), evaluate
-    every eval_every epochs and after the last; under torchrun the other ranks wait."""
+    every eval_every epochs and after the last, report the epoch; under torchrun
+    the other ranks wait."""
 
-    def __init__(self, cfg, evaluation: Evaluation, tree_hook, name: str, rank, world_size):
+    def __init__(self, cfg, evaluation: Evaluation, tree_hook, name, console: Console, world_size):
         self.epochs, self.eval_every = cfg["epochs"], cfg["eval_every"]
         self.evaluation, self.tree_hook = evaluation, tree_hook
         self.world_size = world_size
+        self.name, self.console = name, console
         self.tree_seconds = 0.0
-        self.bar = tqdm.tqdm(
-            total=self.epochs, desc=f"{name}: epochs", leave=False, disable=rank != 0
-        )
+        self.bar = console.bar(total=self.epochs, desc=f"{name}: epochs")
+        self.epoch_started = time.perf_counter()
 
     def __call__(self, trainer) -> bool:
         if self.tree_hook is not None and trainer.epoch < self.epochs:
             self.rebuild_tree(trainer)
+        seconds = time.perf_counter() - self.epoch_started
+        metrics = None
         if trainer.epoch % self.eval_every == 0 or trainer.epoch == self.epochs:
-            self.evaluation(trainer.epoch)
+            metrics = self.evaluation(trainer.epoch)
         self.bar.update(1)
+        self.console.epoch_done(self.name, trainer.epoch, self.epochs, seconds, metrics)
         if self.world_size > 1:
             torch.distributed.barrier()  # the others wait while rank 0 evaluates
+        self.epoch_started = time.perf_counter()
         return True
 
     def rebuild_tree(self, trainer) -> None:
@@ -461,7 +571,7 @@ def train(trainer, epochs: int, evaluation: Evaluation, epoch_end: EpochEnd) -> 
     seconds: tree rebuilds count (they are part of HTL's cost), evaluations do not."""
     evaluation(0)
     eval_seconds_before = evaluation.seconds
-    start = time.perf_counter()
+    start = epoch_end.epoch_started = time.perf_counter()
     if epoch_end.tree_hook is not None:
         epoch_end.rebuild_tree(trainer)  # the initial tree, from the starting model
     trainer.train(num_epochs=epochs)
@@ -536,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", help="override a hyper-parameter: LOSS.KEY=VALUE")
     p.add_argument("--device", default=None, help="default: cuda when available")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--quiet", action="store_true", help="print the final table only (no bars, no progress)"
+    )
     p.add_argument("--out", default=None, help="default: results/<dataset>/")
     return p
 
@@ -615,64 +728,88 @@ def image_transforms(cfg):
     return train, test
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    cfg = resolve_config(args)
-    logging.getLogger("PML").setLevel(logging.WARNING)
-    rank, world_size = init_distributed(cfg)
-    device = torch.device(cfg["device"])
-    from pml_htl.accuracy_calculator import make_accuracy_calculator
-
+def load_splits(cfg, progress: bool) -> DataSplits:
     train_tf, eval_tf = image_transforms(cfg)
     try:
-        splits = load_dataset(
+        return load_dataset(
             cfg["dataset"],
             cfg["data_root"],
             train_tf,
             eval_tf,
             cfg["train_classes"],
             cfg["glyph_samples"],
+            progress=progress,
         )
     except DataError as e:
         raise SystemExit(f"error: {e}")
-    cfg["recall_ks"] = list(splits.recall_ks)
-    cfg["data"] = splits.description
-    calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
-    environment = {
+
+
+def describe_environment(device: torch.device) -> Dict[str, Any]:
+    return {
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(device),
         "torch_threads": torch.get_num_threads(),
     }
-    say = print if rank == 0 else (lambda *a, **k: None)
-    if environment["versions"]["record_keeper"] is None:
-        say(
-            "record-keeper is not installed (pip install -e .[hooks]): CSV/TensorBoard logs skipped"
-        )
-    say(f"data: {splits.description}; device: {environment['device']}; processes: {world_size}")
 
+
+def finished_run(cfg, loss: str, seed: int) -> Optional[Dict[str, Any]]:
+    """The record of a run an earlier call finished with this configuration, or None."""
+    path = run_path(cfg["out"], loss, seed)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        done = json.load(f)
+    if done.get("config_hash") != config_hash(cfg):
+        raise SystemExit(
+            f"error: {path} was made with another configuration; use another --out or remove it"
+        )
+    return done
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    cfg = resolve_config(args)
+    logging.getLogger("PML").setLevel(logging.WARNING)
+    rank, world_size = init_distributed(cfg)
+    console = Console(quiet=args.quiet, rank=rank)
+    with console.others_bars_off():
+        runs = run_all(cfg, console, rank, world_size)
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
+    return {"config": cfg, "runs": runs}
+
+
+def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str, Any]]:
+    """Every (loss, seed) run not finished yet, and the reports after each."""
+    from pml_htl.accuracy_calculator import make_accuracy_calculator
+
+    device = torch.device(cfg["device"])
+    splits = load_splits(cfg, console.bars)
+    cfg["recall_ks"] = list(splits.recall_ks)
+    cfg["data"] = splits.description
+    calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
+    environment = describe_environment(device)
+    missing = record_keeper_missing()
+    if missing:
+        console.say(f"CSV/TensorBoard logs skipped: {missing} (pip install -e .[hooks])")
+    console.say(
+        f"data: {splits.description}; device: {environment['device']}; processes: {world_size}"
+    )
     runs = []
-    wanted = [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]
-    for loss, seed in wanted:
-        path = run_path(cfg["out"], loss, seed)
-        if os.path.exists(path):
-            with open(path) as f:
-                done = json.load(f)
-            if done.get("config_hash") != config_hash(cfg):
-                raise SystemExit(
-                    f"error: {path} was made with another configuration; "
-                    "use another --out or remove it"
-                )
-            say(f"skip {loss} seed {seed}: already in {path}")
+    for loss, seed in [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]:
+        done = finished_run(cfg, loss, seed)
+        if done is not None:
+            console.say(f"skip {loss} seed {seed}: already in {run_path(cfg['out'], loss, seed)}")
             runs.append(done)
             continue
         start = time.perf_counter()
-        result = run_one(loss, seed, cfg, splits, calculator, device)
+        result = run_one(loss, seed, cfg, splits, calculator, device, console=console)
         if rank == 0:
             result["wall_seconds"] = time.perf_counter() - start
-            atomic_write(path, json.dumps(result, indent=1))
+            atomic_write(run_path(cfg["out"], loss, seed), json.dumps(result, indent=1))
             runs.append(result)
-            print(
+            console.say(
                 f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
                 f"in {result['wall_seconds']:.0f} s"
             )
@@ -680,10 +817,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if world_size > 1:
             torch.distributed.barrier()  # every rank sees the finished run's file
     if rank == 0:
-        print(write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS))
-    if world_size > 1:
-        torch.distributed.destroy_process_group()
-    return {"config": cfg, "runs": runs}
+        console.table(write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS))
+    return runs
 
 
 if __name__ == "__main__":

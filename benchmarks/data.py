@@ -266,11 +266,12 @@ def _fashion_mnist(data_root: str, train_tf, eval_tf) -> DataSplits:
     )
 
 
-def _glyphs(train_tf, eval_tf, samples_per_class: int) -> DataSplits:
+def _glyphs(train_tf, eval_tf, samples_per_class: int, progress: bool) -> DataSplits:
     from pml_htl.datasets import GlyphDataset
 
-    train = GlyphDataset(split="train", samples_per_class=samples_per_class, seed=GLYPH_SEED)
-    test = GlyphDataset(split="test", samples_per_class=samples_per_class, seed=GLYPH_SEED)
+    kw = dict(samples_per_class=samples_per_class, seed=GLYPH_SEED, verbose=progress)
+    train = GlyphDataset(split="train", **kw)
+    test = GlyphDataset(split="test", **kw)
     return DataSplits(
         _with_transform(train, train_tf),
         _with_transform(train, eval_tf),
@@ -296,11 +297,14 @@ def load_dataset(
     eval_transform: Optional[Callable] = None,
     train_classes_file: Optional[str] = None,
     glyph_samples_per_class: int = 40,
+    progress: bool = True,
 ) -> DataSplits:
+    """The splits of data set ``name``. ``progress``: the glyphs' bars and notice
+    while they are rendered the first time."""
     if name not in DATASETS:
         raise DataError(f"--dataset must be one of {DATASETS}, got {name!r}")
     if name == "glyphs":
-        return _glyphs(train_transform, eval_transform, glyph_samples_per_class)
+        return _glyphs(train_transform, eval_transform, glyph_samples_per_class, progress)
     if name in ("cub", "cars196", "sop"):
         return _pml_dataset(name, data_root, train_transform, eval_transform)
     if name == "inshop":

@@ -2,6 +2,10 @@
 
 import json
 import os
+import re
+import select
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +13,10 @@ import torch
 from PIL import Image
 
 from benchmarks import compare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPARE = os.path.join(ROOT, "benchmarks", "compare.py")
+BAR_FRAME = re.compile(r"\d+/\d+ \[|it/s\]|s/it\]")  # tqdm's "3/40 [00:01<00:02, 1.4it/s]"
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +123,12 @@ def test_bad_hyperparameter_override():
 
 def test_two_processes_under_torchrun(folder_root, tmp_path):
     """compare.py under torchrun (gloo, loopback) finishes and writes its results."""
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += [os.path.join(root, "benchmarks", "compare.py")]
+    cmd += [COMPARE]
     cmd += args_for(folder_root, out, losses=("triplet", "htl"), seeds=("0",))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["configuration"]["world_size"] == 2
@@ -151,3 +155,97 @@ def test_embed_keeps_a_frozen_batchnorm_frozen(blob_dataset):
     assert modes_seen and not any(modes_seen)
     assert trunk.training and trunk[0].training and embedder.training
     assert not frozen.training
+
+
+def script_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    return dict(env, OMP_NUM_THREADS="1", **extra)
+
+
+def run_into_file(args, log_path, env) -> str:
+    """compare.py with stdout and stderr in one file, as in a CI log; the log's text."""
+    with open(log_path, "w") as log:
+        done = subprocess.run(
+            [sys.executable, COMPARE, *args], cwd=ROOT, env=env, stdout=log, stderr=log, timeout=600
+        )
+    text = open(log_path, encoding="utf-8").read()
+    assert done.returncode == 0, text[-3000:]
+    return text
+
+
+def run_in_terminal(args, env) -> str:
+    """compare.py with stdout and stderr on a pseudo-terminal; what the terminal got."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    # 24 rows, 100 columns: a new pty has none, and tqdm draws nothing in zero columns
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, COMPARE, *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    chunks = []
+    try:
+        while select.select([controller], [], [], 600)[0]:
+            try:
+                chunk = os.read(controller, 1 << 16)
+            except OSError:  # the terminal closed: the script has ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        proc.kill() if proc.poll() is None else None
+        os.close(controller)
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")  # the tty's newlines
+    assert proc.wait(timeout=60) == 0, text[-3000:]
+    return text
+
+
+def one_run_args(folder_root, out):
+    return args_for(folder_root, out, losses=("triplet",), seeds=("0",))
+
+
+SUMMARY_LINE = re.compile(r"^(\w+) seed (\d+): R@1 \d+\.\d in \d+ s$", re.M)
+EPOCH_LINE = re.compile(r"^(\w+) seed (\d+): epoch (\d+)/2, \d+\.\d s, R@1 \d+\.\d$", re.M)
+
+
+def test_log_file_gets_lines_not_bars(folder_root, tmp_path):
+    """Redirected to a file: no bar frames, one line per epoch and per run, each on its own."""
+    args = args_for(folder_root, tmp_path / "out", losses=("triplet", "htl"), seeds=("0",))
+    log = run_into_file(args, tmp_path / "log.txt", script_env())
+
+    assert "\r" not in log and "\x1b[" not in log
+    assert not BAR_FRAME.search(log), BAR_FRAME.search(log)
+    assert len(log.splitlines()) < 60, log
+    assert SUMMARY_LINE.findall(log) == [("triplet", "0"), ("htl", "0")], log
+    epochs = [(loss, epoch) for loss, _, epoch in EPOCH_LINE.findall(log)]
+    assert epochs == [("triplet", "1"), ("triplet", "2"), ("htl", "1"), ("htl", "2")], log
+    # PML's error block for a missing record-keeper or tensorboard came once per run
+    assert "There won't be any logging" not in log and "No record_keeper" not in log
+    assert log.count("CSV/TensorBoard logs skipped") <= 1
+    assert "| R@1 |" in log
+
+
+def test_terminal_gets_bars_unless_quiet_or_tqdm_disable(folder_root, tmp_path):
+    on_terminal = run_in_terminal(one_run_args(folder_root, tmp_path / "a"), script_env())
+    assert BAR_FRAME.search(on_terminal)  # else the two checks below prove nothing
+
+    disabled = run_in_terminal(
+        one_run_args(folder_root, tmp_path / "b"), script_env(TQDM_DISABLE="1")
+    )
+    assert not BAR_FRAME.search(disabled), disabled
+    assert len(EPOCH_LINE.findall(disabled)) == 2 and SUMMARY_LINE.findall(disabled)
+
+    quiet = run_in_terminal([*one_run_args(folder_root, tmp_path / "c"), "--quiet"], script_env())
+    assert not BAR_FRAME.search(quiet), quiet
+    assert not EPOCH_LINE.findall(quiet) and not SUMMARY_LINE.findall(quiet)
+    assert "data:" not in quiet and "| R@1 |" in quiet
