@@ -106,8 +106,25 @@ DEFAULTS = dict(
     optimizer="adam",
     image_size=224,
     glyph_samples=40,
+    data_root=None,
+    train_classes=None,
+    pretrained_weights=None,
 )
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
+
+#: The data sets image_transforms crops to --image-size (the others keep their size).
+RESIZED_DATASETS = ("cub", "cars196", "sop", "inshop", "folder")
+TORCHVISION_BACKBONES = tuple(b for b in BACKBONES if b != "small-cnn")
+#: Settings that only some data sets or backbones read: setting -> (the setting that
+#: decides, the values it applies to). Recorded only where they apply; a flag for
+#: one where it does not is an error.
+SCOPED_SETTINGS = {
+    "image_size": ("dataset", RESIZED_DATASETS),
+    "glyph_samples": ("dataset", ("glyphs",)),
+    "data_root": ("dataset", tuple(d for d in DATASETS if d != "glyphs")),
+    "train_classes": ("dataset", ("folder",)),
+    "pretrained_weights": ("backbone", TORCHVISION_BACKBONES),
+}
 
 
 def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
@@ -316,9 +333,16 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------- one run
-def config_hash(cfg: Dict[str, Any]) -> str:
-    skip = ("losses", "seeds", "out", "num_workers")
-    keep = {k: v for k, v in cfg.items() if k not in skip}
+#: Left out of the hash that guards resuming: which runs to make and where to write
+#: them, the loader workers, the shorthands whose values are recorded (preset,
+#: quick), and the hyper-parameters of the other losses.
+NOT_HASHED = ("losses", "seeds", "out", "num_workers", "preset", "quick", "hyperparameters")
+
+
+def config_hash(cfg: Dict[str, Any], loss: str) -> str:
+    """What a finished run of ``loss`` must have been made with to be kept."""
+    keep = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
+    keep["hyperparameters"] = cfg["hyperparameters"][loss]
     if keep.get("device", "").startswith("cuda:"):
         keep["device"] = "cuda"  # the local rank's index is not configuration
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
@@ -395,7 +419,7 @@ def run_one(
 
 def build_models(cfg, channels: int, device) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """The trunk and a linear embedder on top of it, on ``device``."""
-    trunk, trunk_size = make_trunk(cfg["backbone"], channels, cfg["pretrained_weights"])
+    trunk, trunk_size = make_trunk(cfg["backbone"], channels, cfg.get("pretrained_weights"))
     embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
     return trunk.to(device), embedder.to(device)
 
@@ -586,7 +610,7 @@ def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_secon
     return {
         "loss": loss_name,
         "seed": seed,
-        "config_hash": config_hash(cfg),
+        "config_hash": config_hash(cfg, loss_name),
         "hyperparameters": cfg["hyperparameters"][loss_name],
         "final": {k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration")},
         "curve": curve,
@@ -600,20 +624,28 @@ def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_secon
 
 
 # --------------------------------------------------------------------------- command line
-def parse_hp(items: List[str], table: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    table = copy.deepcopy(table)
+def parse_hp(items: List[str], losses: List[str]) -> Dict[str, Dict[str, Any]]:
+    """The hyper-parameters of ``losses``: HYPERPARAMETERS with --hp's overrides."""
+    table = copy.deepcopy(HYPERPARAMETERS)
     for item in items or []:
         try:
             lhs, value = item.split("=", 1)
             loss, key = lhs.split(".", 1)
+            value = float(value)
         except ValueError:
-            raise SystemExit(f"--hp expects LOSS.KEY=VALUE, got {item!r}")
+            raise SystemExit(f"error: --hp expects LOSS.KEY=VALUE with a number, got {item!r}")
         if loss not in table:
-            raise SystemExit(f"--hp: unknown loss {loss!r}; choose from {sorted(table)}")
+            raise SystemExit(f"error: --hp: unknown loss {loss!r}; choose from {sorted(table)}")
         if key not in table[loss]:
-            raise SystemExit(f"--hp: {loss} has no hyper-parameter {key!r}: {sorted(table[loss])}")
-        table[loss][key] = type(table[loss][key])(float(value))
-    return table
+            raise SystemExit(
+                f"error: --hp: {loss} has no hyper-parameter {key!r}: {sorted(table[loss])}"
+            )
+        if loss not in losses:
+            raise SystemExit(
+                f"error: --hp {item}: {loss} is not among the losses run ({' '.join(losses)})"
+            )
+        table[loss][key] = type(table[loss][key])(value)
+    return {loss: table[loss] for loss in losses}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -654,36 +686,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args) -> Dict[str, Any]:
+    """The configuration from the defaults, the preset, --quick and the flags, in that
+    order; it holds only the settings that apply to the chosen data set and backbone."""
     cfg = dict(DEFAULTS)
     cfg.update(PRESETS[args.preset])
     if args.quick:
         cfg.update(QUICK)
-    for key in list(DEFAULTS) + ["pretrained_weights"]:
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg[key] = value
-    cfg.setdefault("pretrained_weights", None)
-    cfg["pretrained_weights"] = args.pretrained_weights
-    losses = args.losses or list(MAIN_LOSSES)
-    if args.ablations:
-        losses += [a for a in ABLATIONS if a not in losses]
+    cfg.update({k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None})
+    check_flags_apply(args, cfg)
+    for key, (decider, values) in SCOPED_SETTINGS.items():
+        if cfg[decider] not in values:
+            del cfg[key]
     per_batch = cfg["classes_per_anchor"] * cfg["samples_per_class"]
     if cfg["batch_size"] % per_batch:
         raise SystemExit(
-            f"--batch-size {cfg['batch_size']} must be a multiple of m t = {per_batch}"
+            f"error: --batch-size {cfg['batch_size']} must be a multiple of m t = {per_batch}"
         )
     if args.eval_every < 1:
-        raise SystemExit("--eval-every must be >= 1")
+        raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    losses = args.losses or list(MAIN_LOSSES)
+    if args.ablations:
+        losses += [a for a in ABLATIONS if a not in losses]
     cfg.update(
         losses=losses,
         seeds=args.seeds,
         preset=args.preset,
         quick=args.quick,
-        data_root=args.data_root,
-        train_classes=args.train_classes,
         eval_every=args.eval_every,
         num_workers=args.num_workers,
-        hyperparameters=parse_hp(args.hp, HYPERPARAMETERS),
+        hyperparameters=parse_hp(args.hp, losses),
         out=args.out or os.path.join("results", cfg["dataset"]),
     )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -693,6 +724,17 @@ def resolve_config(args) -> Dict[str, Any]:
     if world_size > 1 and args.out is None:
         cfg["out"] = os.path.join("results", f"{cfg['dataset']}-{world_size}proc")
     return cfg
+
+
+def check_flags_apply(args, cfg: Dict[str, Any]) -> None:
+    """A flag for a setting the chosen data set or backbone does not read is an error."""
+    for key, (decider, values) in SCOPED_SETTINGS.items():
+        if getattr(args, key) is not None and cfg[decider] not in values:
+            flag, decider_flag = "--" + key.replace("_", "-"), "--" + decider
+            raise SystemExit(
+                f"error: {flag} applies only to {decider_flag} {', '.join(values)}, "
+                f"not to {decider_flag} {cfg[decider]}"
+            )
 
 
 def init_distributed(cfg: Dict[str, Any]):
@@ -715,11 +757,13 @@ def init_distributed(cfg: Dict[str, Any]):
 
 
 def image_transforms(cfg):
+    """(train, eval) transforms: none for the glyphs (tensors already), ToTensor for
+    Fashion-MNIST, ImageNet-style crops to --image-size for RESIZED_DATASETS."""
     if cfg["dataset"] == "glyphs":
         return None, None
     import torchvision.transforms as T
 
-    if cfg["dataset"] == "fashion-mnist":
+    if cfg["dataset"] not in RESIZED_DATASETS:
         return T.ToTensor(), T.ToTensor()
     size = cfg["image_size"]
     norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -730,15 +774,16 @@ def image_transforms(cfg):
 
 def load_splits(cfg, progress: bool) -> DataSplits:
     train_tf, eval_tf = image_transforms(cfg)
+    options = dict(data_root=cfg.get("data_root"), train_classes_file=cfg.get("train_classes"))
+    if "glyph_samples" in cfg:
+        options["glyph_samples_per_class"] = cfg["glyph_samples"]
     try:
         return load_dataset(
             cfg["dataset"],
-            cfg["data_root"],
-            train_tf,
-            eval_tf,
-            cfg["train_classes"],
-            cfg["glyph_samples"],
+            train_transform=train_tf,
+            eval_transform=eval_tf,
             progress=progress,
+            **options,
         )
     except DataError as e:
         raise SystemExit(f"error: {e}")
@@ -760,7 +805,7 @@ def finished_run(cfg, loss: str, seed: int) -> Optional[Dict[str, Any]]:
         return None
     with open(path) as f:
         done = json.load(f)
-    if done.get("config_hash") != config_hash(cfg):
+    if done.get("config_hash") != config_hash(cfg, loss):
         raise SystemExit(
             f"error: {path} was made with another configuration; use another --out or remove it"
         )

@@ -58,6 +58,9 @@ def test_end_to_end_outputs(folder_root, tmp_path):
             assert 0.0 <= run["final"][key] <= 1.0
         assert run["final"]["recall_at_1"] == pytest.approx(run["final"]["precision_at_1"])
     assert results["configuration"]["seeds"] == [0, 1]
+    assert results["configuration"]["image_size"] == 16
+    assert "glyph_samples" not in results["configuration"]
+    assert set(results["configuration"]["hyperparameters"]) == {"triplet", "htl"}
     assert results["environment"]["versions"]["torch"]
     csv_lines = (out / "results.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + 4 and csv_lines[0].startswith("loss,seed,recall_at_1")
@@ -249,3 +252,58 @@ def test_terminal_gets_bars_unless_quiet_or_tqdm_disable(folder_root, tmp_path):
     assert not BAR_FRAME.search(quiet), quiet
     assert not EPOCH_LINE.findall(quiet) and not SUMMARY_LINE.findall(quiet)
     assert "data:" not in quiet and "| R@1 |" in quiet
+
+
+def config_of(*argv):
+    return compare.resolve_config(compare.build_parser().parse_args(list(argv)))
+
+
+def test_configuration_holds_only_the_settings_that_apply(folder_root):
+    glyphs = config_of("--dataset", "glyphs", "--losses", "triplet", "htl")
+    assert glyphs["glyph_samples"] == 40
+    for key in ("image_size", "data_root", "train_classes", "pretrained_weights"):
+        assert key not in glyphs
+    assert set(glyphs["hyperparameters"]) == {"triplet", "htl"}
+
+    folder = config_of("--dataset", "folder", "--data-root", folder_root, "--quick")
+    assert folder["image_size"] == 224 and folder["data_root"] == folder_root
+    assert "train_classes" in folder and "glyph_samples" not in folder
+
+    mnist = config_of("--dataset", "fashion-mnist", "--data-root", folder_root)
+    assert "image_size" not in mnist and "train_classes" not in mnist
+
+    resnet = config_of("--backbone", "resnet18", "--preset", "paper")
+    assert resnet["pretrained_weights"] is None and "image_size" not in resnet  # glyphs
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "glyphs", "--image-size", "64"], "--image-size applies only to --dataset"),
+        (["--dataset", "fashion-mnist", "--image-size", "28"], "--image-size applies only to"),
+        (["--dataset", "folder", "--glyph-samples", "8"], "--glyph-samples applies only to"),
+        (["--data-root", "somewhere"], "--data-root applies only to --dataset"),
+        (["--dataset", "cub", "--train-classes", "f.txt"], "--train-classes applies only to"),
+        (["--pretrained-weights", "w.pth"], "--pretrained-weights applies only to --backbone"),
+        (
+            ["--losses", "triplet", "--hp", "htl.beta=0.2"],
+            "--hp htl.beta=0.2: htl is not among the losses",
+        ),
+    ],
+)
+def test_a_flag_that_does_not_apply_is_an_error(argv, message):
+    with pytest.raises(SystemExit, match="^error: " + re.escape(message)):
+        config_of(*argv)
+
+
+def test_config_hash_covers_the_runs_own_settings_only():
+    cfg = config_of("--losses", "triplet", "htl", "--quick")
+    other_beta = config_of("--losses", "triplet", "htl", "--quick", "--hp", "htl.beta=0.2")
+    spelled_out = config_of(
+        "--losses", "triplet", "--epochs", "3", "--iters-per-epoch", "40", "--glyph-samples", "24"
+    )
+    assert compare.config_hash(cfg, "triplet") == compare.config_hash(other_beta, "triplet")
+    assert compare.config_hash(cfg, "htl") != compare.config_hash(other_beta, "htl")
+    assert compare.config_hash(cfg, "triplet") == compare.config_hash(spelled_out, "triplet")
+    wider = config_of("--losses", "triplet", "htl", "--quick", "--embedding-size", "32")
+    assert compare.config_hash(cfg, "triplet") != compare.config_hash(wider, "triplet")
