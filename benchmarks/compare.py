@@ -8,28 +8,29 @@ with Recall@K added, on the test split of unseen classes.
     python benchmarks/compare.py                 # embedded glyph data, about 15 min on 2 CPU cores
     python benchmarks/compare.py --quick         # about 2 min
     python benchmarks/compare.py --seeds 0 1 2 --ablations
+    python benchmarks/compare.py --quick > log 2>&1   # one line per epoch and per run
 
 Re-running with the same --out skips the (loss, seed) runs already finished.
+Progress bars only on a terminal; --quiet (or TQDM_DISABLE=1) turns them off.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import csv
+import functools
 import hashlib
-import io
+import importlib
 import json
 import logging
-import math
 import os
 import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ if ROOT not in sys.path:
 
 from benchmarks.backbones import BACKBONES, make_trunk  # noqa: E402
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
+from benchmarks.report import atomic_write, write_reports  # noqa: E402
 
 # --------------------------------------------------------------------------- losses
 #: One readable table of every loss's hyper-parameters. The baselines start
@@ -104,16 +106,25 @@ DEFAULTS = dict(
     optimizer="adam",
     image_size=224,
     glyph_samples=40,
+    data_root=None,
+    train_classes=None,
+    pretrained_weights=None,
 )
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
-METRIC_COLUMNS = [
-    ("precision_at_1", "P@1"),
-    ("mean_average_precision_at_r", "MAP@R"),
-    ("r_precision", "R-Prec"),
-    ("NMI", "NMI"),
-    ("AMI", "AMI"),
-]
+#: The data sets image_transforms crops to --image-size (the others keep their size).
+RESIZED_DATASETS = ("cub", "cars196", "sop", "inshop", "folder")
+TORCHVISION_BACKBONES = tuple(b for b in BACKBONES if b != "small-cnn")
+#: Settings that only some data sets or backbones read: setting -> (the setting that
+#: decides, the values it applies to). Recorded only where they apply; a flag for
+#: one where it does not is an error.
+SCOPED_SETTINGS = {
+    "image_size": ("dataset", RESIZED_DATASETS),
+    "glyph_samples": ("dataset", ("glyphs",)),
+    "data_root": ("dataset", tuple(d for d in DATASETS if d != "glyphs")),
+    "train_classes": ("dataset", ("folder",)),
+    "pretrained_weights": ("backbone", TORCHVISION_BACKBONES),
+}
 
 
 def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
@@ -147,24 +158,6 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
 
 
 # --------------------------------------------------------------------------- utilities
-def atomic_write(path: str, data: Union[str, bytes]) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half file."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    binary = isinstance(data, bytes)
-    try:
-        with os.fdopen(
-            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
-        ) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -215,40 +208,129 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+# --------------------------------------------------------------------------- console
+def tqdm_disabled_by_environment() -> bool:
+    """tqdm's own switch: TQDM_DISABLE set to anything but the empty string."""
+    return bool(os.environ.get("TQDM_DISABLE"))
+
+
+def _is_terminal(stream) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+class Console:
+    """What compare.py prints. Only rank 0 prints.
+
+    Progress bars only when stdout and stderr are both a terminal, and neither
+    --quiet nor TQDM_DISABLE is given; without bars, one line per finished epoch
+    and per finished run. --quiet prints the final table alone.
+    """
+
+    def __init__(self, quiet: bool = False, rank: int = 0):
+        self.prints_table = rank == 0
+        self.talks = rank == 0 and not quiet
+        self.bars = (
+            self.talks
+            and not tqdm_disabled_by_environment()
+            and _is_terminal(sys.stdout)
+            and _is_terminal(sys.stderr)
+        )
+
+    def say(self, line: str) -> None:
+        if not self.talks:
+            return
+        if self.bars:
+            tqdm.tqdm.write(line)  # above the bars, not into them
+        else:
+            print(line, flush=True)
+
+    def table(self, text: str) -> None:
+        if self.prints_table:
+            print(text, flush=True)
+
+    def epoch_done(self, name: str, epoch: int, epochs: int, seconds: float, metrics) -> None:
+        if self.bars:
+            return  # the epoch bar shows it
+        line = f"{name}: epoch {epoch}/{epochs}, {seconds:.1f} s"
+        if metrics is not None:
+            line += f", R@1 {100 * metrics['recall_at_1']:.1f}"
+        self.say(line)
+
+    def bar(self, **kwargs) -> tqdm.tqdm:
+        return tqdm.tqdm(leave=False, disable=not self.bars, **kwargs)
+
+    @contextlib.contextmanager
+    def others_bars_off(self) -> Iterator[None]:
+        """Without our bars, no bars from code that passes no disable= either (PML's
+        trainer and tester). tqdm reads TQDM_DISABLE only once, when it is imported,
+        so its default is changed here, for the block only."""
+        if self.bars:
+            yield
+            return
+        init = vars(tqdm.tqdm)["__init__"]
+        tqdm.tqdm.__init__ = functools.partialmethod(init, disable=True)
+        try:
+            yield
+        finally:
+            tqdm.tqdm.__init__ = init
+
+
+@functools.lru_cache(maxsize=None)
+def record_keeper_missing() -> Optional[str]:
+    """Why PML's record-keeper logging (CSV and TensorBoard) cannot run, or None.
+    Checked once: PML would log an error block for every run."""
+    for module in ("record_keeper", "tensorboard"):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return str(e)
+    return None
+
+
 # --------------------------------------------------------------------------- evaluation
-def embed(models, dataset, device, batch_size: int, num_workers: int, desc: str):
+def embed(
+    models, dataset, device, batch_size: int, num_workers: int, desc: str, progress: bool = False
+):
+    from pml_htl.tree_hooks import evaluation_mode
+
     trunk, embedder = models
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
-    modes = [trunk.training, embedder.training]
-    trunk.eval(), embedder.eval()
     out, labels = [], []
-    try:
-        with torch.no_grad():
-            for data, y in tqdm.tqdm(loader, desc=desc, leave=False):
-                out.append(embedder(trunk(data.to(device))).float())
-                labels.append(torch.as_tensor(y))
-    finally:
-        trunk.train(modes[0]), embedder.train(modes[1])
+    with evaluation_mode(trunk, embedder), torch.no_grad():
+        for data, y in tqdm.tqdm(loader, desc=desc, leave=False, disable=not progress):
+            out.append(embedder(trunk(data.to(device))).float())
+            labels.append(torch.as_tensor(y))
     return torch.cat(out), torch.cat(labels).to(device)
 
 
-def evaluate(models, splits: DataSplits, calculator, device, cfg) -> Dict[str, float]:
-    bs, nw = 256, cfg["num_workers"]
-    query, q_labels = embed(models, splits.query, device, bs, nw, "evaluate: embedding")
+def evaluate(
+    models, splits: DataSplits, calculator, device, num_workers: int, progress: bool = False
+) -> Dict[str, float]:
+    bs, nw = 256, num_workers
+    query, q_labels = embed(models, splits.query, device, bs, nw, "evaluate: embedding", progress)
     if splits.query_is_reference:
         metrics = calculator.get_accuracy(query, q_labels)
     else:
-        ref, r_labels = embed(models, splits.reference, device, bs, nw, "evaluate: gallery")
+        ref, r_labels = embed(
+            models, splits.reference, device, bs, nw, "evaluate: gallery", progress
+        )
         metrics = calculator.get_accuracy(query, q_labels, ref, r_labels)
     return {k: float(v) for k, v in metrics.items()}
 
 
 # --------------------------------------------------------------------------- one run
-def config_hash(cfg: Dict[str, Any]) -> str:
-    skip = ("losses", "seeds", "out", "num_workers")
-    keep = {k: v for k, v in cfg.items() if k not in skip}
+#: Left out of the hash that guards resuming: which runs to make and where to write
+#: them, the loader workers, the shorthands whose values are recorded (preset,
+#: quick), and the hyper-parameters of the other losses.
+NOT_HASHED = ("losses", "seeds", "out", "num_workers", "preset", "quick", "hyperparameters")
+
+
+def config_hash(cfg: Dict[str, Any], loss: str) -> str:
+    """What a finished run of ``loss`` must have been made with to be kept."""
+    keep = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
+    keep["hyperparameters"] = cfg["hyperparameters"][loss]
     if keep.get("device", "").startswith("cuda:"):
         keep["device"] = "cuda"  # the local rank's index is not configuration
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
@@ -259,42 +341,83 @@ def run_path(out: str, loss: str, seed: int) -> str:
 
 
 def make_logging(out: str, loss: str, seed: int):
-    """PML's record-keeper (CSV and TensorBoard) when the hooks extra is installed."""
-    try:
-        from pytorch_metric_learning.utils import logging_presets
-
-        folder = os.path.join(out, "logs", f"{loss}__seed{seed}")
-        record_keeper, _, _ = logging_presets.get_record_keeper(
-            os.path.join(folder, "csv"), os.path.join(folder, "tensorboard")
-        )
-        container = logging_presets.get_hook_container(record_keeper)
-        return record_keeper, container
-    except ImportError:
+    """PML's record-keeper and hook container (CSV and TensorBoard logs) when the
+    hooks extra is installed, else (None, None)."""
+    if record_keeper_missing():
         return None, None
+    from pytorch_metric_learning.utils import logging_presets
+
+    folder = os.path.join(out, "logs", f"{loss}__seed{seed}")
+    record_keeper, _, _ = logging_presets.get_record_keeper(
+        os.path.join(folder, "csv"), os.path.join(folder, "tensorboard")
+    )
+    return record_keeper, logging_presets.get_hook_container(record_keeper)
 
 
 def run_one(
-    loss_name: str, seed: int, cfg: Dict[str, Any], splits: DataSplits, calculator, device
-) -> Dict[str, Any]:
-    from pytorch_metric_learning import samplers as pml_samplers
-    from pytorch_metric_learning import trainers
-    from pytorch_metric_learning.utils import distributed as pml_dist
-
-    from pml_htl import samplers, tree_hooks
+    loss_name: str,
+    seed: int,
+    cfg: Dict[str, Any],
+    splits: DataSplits,
+    calculator,
+    device,
+    console: Optional[Console] = None,
+) -> Optional[Dict[str, Any]]:
+    """Train one loss from one seed, evaluating as it goes; rank 0 returns the run's record."""
     from pml_htl.tree.distributed import world
 
     rank, world_size = world()
+    console = console or Console(rank=rank)
     set_seed(seed)
-    trunk, trunk_size = make_trunk(cfg["backbone"], splits.channels, cfg["pretrained_weights"])
-    embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
-    trunk, embedder = trunk.to(device), embedder.to(device)
-    eval_models = (trunk, embedder)
+    trunk, embedder = build_models(cfg, splits.channels, device)
+    record_keeper, container = (
+        make_logging(cfg["out"], loss_name, seed) if rank == 0 else (None, None)
+    )
     hp = cfg["hyperparameters"][loss_name]
-    record_keeper, container = (None, None)
-    if rank == 0:
-        record_keeper, container = make_logging(cfg["out"], loss_name, seed)
-    loss, miner, loss_opt = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
-    tree_consumer_loss = loss
+    loss, miner, loss_optimizer = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
+    sampler = build_sampler(loss_name, seed, cfg, splits.train_labels, world_size)
+    tree_consumers = [loss, sampler]  # the loss itself, not its torchrun wrapper
+    models = {"trunk": trunk, "embedder": embedder}
+    if world_size > 1:
+        models, loss, miner = distribute(models, loss, miner, device)
+    optimizers = build_optimizers(cfg, models, loss, loss_optimizer)
+    tree_hook = build_tree_hook(loss_name, tree_consumers, splits.train_eval, cfg, console.bars)
+    evaluation = Evaluation(
+        (trunk, embedder), splits, calculator, device, cfg, record_keeper, rank, console.bars
+    )
+    name = f"{loss_name} seed {seed}"
+    epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size)
+    trainer = build_trainer(
+        cfg,
+        splits,
+        device,
+        models=models,
+        optimizers=optimizers,
+        loss=loss,
+        miner=miner,
+        sampler=sampler,
+        end_of_iteration=container.end_of_iteration_hook if container is not None else None,
+        end_of_epoch=epoch_end,
+    )
+    train_seconds = train(trainer, cfg["epochs"], evaluation, epoch_end)
+    if rank != 0:
+        return None
+    return collect_result(loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device)
+
+
+def build_models(cfg, channels: int, device) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """The trunk and a linear embedder on top of it, on ``device``."""
+    trunk, trunk_size = make_trunk(cfg["backbone"], channels, cfg.get("pretrained_weights"))
+    embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
+    return trunk.to(device), embedder.to(device)
+
+
+def build_sampler(loss_name: str, seed: int, cfg, train_labels, world_size: int):
+    """Anchor-neighbour batches where HTL's method prescribes them (and for every loss
+    under torchrun); PML's MPerClassSampler, t samples per class, otherwise."""
+    from pytorch_metric_learning import samplers as pml_samplers
+
+    from pml_htl import samplers
 
     B, m, t = cfg["batch_size"], cfg["classes_per_anchor"], cfg["samples_per_class"]
     length = cfg["iters_per_epoch"] * B
@@ -302,82 +425,147 @@ def run_one(
         # under torchrun every sampler must hand each rank its slice of one global
         # batch: the baselines then get the A-N sampler without a tree, which draws
         # random classes, t samples each, as MPerClassSampler does
-        sampler = samplers.AnchorNeighborSampler(
-            splits.train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
+        return samplers.AnchorNeighborSampler(
+            train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
         )
-    else:
-        sampler = pml_samplers.MPerClassSampler(
-            splits.train_labels, t, batch_size=B, length_before_new_iter=length
-        )
-    if world_size > 1:
-        ddp_kw = {"device_ids": [device]} if device.type == "cuda" else {}
-        trunk = torch.nn.parallel.DistributedDataParallel(trunk, **ddp_kw)
-        embedder = torch.nn.parallel.DistributedDataParallel(embedder, **ddp_kw)
-        loss = pml_dist.DistributedLossWrapper(loss)
-        if miner is not None:
-            miner = pml_dist.DistributedMinerWrapper(miner)
-
-    def make_optimizer(params, lr):
-        if cfg["optimizer"] == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg["weight_decay"])
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
-
-    optimizers = {
-        "trunk_optimizer": make_optimizer(trunk.parameters(), cfg["lr"]),
-        "embedder_optimizer": make_optimizer(embedder.parameters(), cfg["lr"]),
-    }
-    if loss_opt is not None:
-        optimizers[loss_opt[0]] = torch.optim.SGD(loss.parameters(), lr=loss_opt[1])
-
-    tree_hook = None
-    if loss_name in USES_TREE:
-        consumers = [c for c in (tree_consumer_loss, sampler) if hasattr(c, "update_tree")]
-        tree_hook = tree_hooks.TreeRebuildHook(
-            splits.train_eval, consumers=consumers, num_workers=cfg["num_workers"]
-        )
-
-    curve: List[Dict[str, Any]] = []
-    timing = {"eval_s": 0.0, "tree_s": 0.0}
-    epochs = cfg["epochs"]
-    epoch_bar = tqdm.tqdm(
-        total=epochs, desc=f"{loss_name} seed {seed}: epochs", leave=False, disable=rank != 0
+    return pml_samplers.MPerClassSampler(
+        train_labels, t, batch_size=B, length_before_new_iter=length
     )
 
-    def record_eval(epoch: int) -> None:
-        if rank != 0:
-            return  # rank 0 evaluates and writes; the others train on
-        start = time.perf_counter()
-        metrics = evaluate(eval_models, splits, calculator, device, cfg)
-        timing["eval_s"] += time.perf_counter() - start
-        curve.append({"epoch": epoch, "iteration": epoch * cfg["iters_per_epoch"], **metrics})
-        if record_keeper is not None:
-            record_keeper.update_records(
-                metrics,
-                epoch * cfg["iters_per_epoch"],
-                parent_name="accuracies",
-            )
-            record_keeper.save_records()
 
-    def end_of_epoch(trainer) -> bool:
-        if tree_hook is not None and trainer.epoch < epochs:
-            start = time.perf_counter()
-            tree_hook(trainer)
-            timing["tree_s"] += time.perf_counter() - start
-        if trainer.epoch % cfg["eval_every"] == 0 or trainer.epoch == epochs:
-            record_eval(trainer.epoch)
-        epoch_bar.update(1)
-        if world_size > 1:
+def distribute(models: Dict[str, torch.nn.Module], loss, miner, device):
+    """torchrun: the models in DistributedDataParallel, the loss and miner gathering
+    every rank's embeddings."""
+    from pytorch_metric_learning.utils import distributed as pml_dist
+
+    ddp_kw = {"device_ids": [device]} if device.type == "cuda" else {}
+    DDP = torch.nn.parallel.DistributedDataParallel
+    models = {name: DDP(model, **ddp_kw) for name, model in models.items()}
+    loss = pml_dist.DistributedLossWrapper(loss)
+    if miner is not None:
+        miner = pml_dist.DistributedMinerWrapper(miner)
+    return models, loss, miner
+
+
+def make_optimizer(cfg, params, lr: float) -> torch.optim.Optimizer:
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg["weight_decay"])
+    return torch.optim.Adam(params, lr=lr, weight_decay=cfg["weight_decay"])
+
+
+def build_optimizers(cfg, models: Dict[str, torch.nn.Module], loss, loss_optimizer):
+    """One optimizer per model, named as PML's trainer expects; plain SGD for a loss
+    with parameters of its own (the margin loss's beta)."""
+    optimizers = {
+        f"{name}_optimizer": make_optimizer(cfg, model.parameters(), cfg["lr"])
+        for name, model in models.items()
+    }
+    if loss_optimizer is not None:
+        name, lr = loss_optimizer
+        optimizers[name] = torch.optim.SGD(loss.parameters(), lr=lr)
+    return optimizers
+
+
+def build_tree_hook(loss_name: str, consumers, dataset, cfg, progress: bool):
+    """The hook that rebuilds the class tree for the losses that use one, else None."""
+    from pml_htl import tree_hooks
+
+    if loss_name not in USES_TREE:
+        return None
+    consumers = [c for c in consumers if hasattr(c, "update_tree")]
+    return tree_hooks.TreeRebuildHook(
+        dataset, consumers=consumers, num_workers=cfg["num_workers"], progress=progress
+    )
+
+
+class Evaluation:
+    """Evaluates on the test split (rank 0 only) and keeps the accuracy curve and
+    the time spent evaluating."""
+
+    def __init__(
+        self, models, splits: DataSplits, calculator, device, cfg, record_keeper, rank, progress
+    ):
+        self.models, self.splits, self.calculator, self.device = models, splits, calculator, device
+        self.num_workers = cfg["num_workers"]
+        self.iters_per_epoch = cfg["iters_per_epoch"]
+        self.record_keeper = record_keeper
+        self.rank = rank
+        self.progress = progress
+        self.curve: List[Dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def __call__(self, epoch: int) -> Optional[Dict[str, float]]:
+        if self.rank != 0:
+            return None  # rank 0 evaluates and writes; the others train on
+        start = time.perf_counter()
+        metrics = evaluate(
+            self.models, self.splits, self.calculator, self.device, self.num_workers, self.progress
+        )
+        self.seconds += time.perf_counter() - start
+        iteration = epoch * self.iters_per_epoch
+        self.curve.append({"epoch": epoch, "iteration": iteration, **metrics})
+        if self.record_keeper is not None:
+            self.record_keeper.update_records(metrics, iteration, parent_name="accuracies")
+            self.record_keeper.save_records()
+        return metrics
+
+
+class EpochEnd:
+    """PML's end_of_epoch_hook: rebuild the tree (not after the last epoch), evaluate
+    every eval_every epochs and after the last, report the epoch; under torchrun
+    the other ranks wait."""
+
+    def __init__(self, cfg, evaluation: Evaluation, tree_hook, name, console: Console, world_size):
+        self.epochs, self.eval_every = cfg["epochs"], cfg["eval_every"]
+        self.evaluation, self.tree_hook = evaluation, tree_hook
+        self.world_size = world_size
+        self.name, self.console = name, console
+        self.tree_seconds = 0.0
+        self.bar = console.bar(total=self.epochs, desc=f"{name}: epochs")
+        self.epoch_started = time.perf_counter()
+
+    def __call__(self, trainer) -> bool:
+        if self.tree_hook is not None and trainer.epoch < self.epochs:
+            self.rebuild_tree(trainer)
+        seconds = time.perf_counter() - self.epoch_started
+        metrics = None
+        if trainer.epoch % self.eval_every == 0 or trainer.epoch == self.epochs:
+            metrics = self.evaluation(trainer.epoch)
+        self.bar.update(1)
+        self.console.epoch_done(self.name, trainer.epoch, self.epochs, seconds, metrics)
+        if self.world_size > 1:
             torch.distributed.barrier()  # the others wait while rank 0 evaluates
+        self.epoch_started = time.perf_counter()
         return True
 
-    end_of_iteration = container.end_of_iteration_hook if container is not None else None
-    mining = {"tuple_miner": miner} if miner is not None else {}
-    trainer = trainers.MetricLossOnly(
-        models={"trunk": trunk, "embedder": embedder},
+    def rebuild_tree(self, trainer) -> None:
+        start = time.perf_counter()
+        self.tree_hook(trainer)
+        self.tree_seconds += time.perf_counter() - start
+
+
+def build_trainer(
+    cfg,
+    splits: DataSplits,
+    device,
+    *,
+    models,
+    optimizers,
+    loss,
+    miner,
+    sampler,
+    end_of_iteration,
+    end_of_epoch,
+):
+    """PML's MetricLossOnly trainer for one run."""
+    from pytorch_metric_learning import trainers
+
+    return trainers.MetricLossOnly(
+        models=models,
         optimizers=optimizers,
         batch_size=sampler.batch_size,  # B, or this rank's share of it
         loss_funcs={"metric_loss": loss},
-        mining_funcs=mining,
+        mining_funcs={"tuple_miner": miner} if miner is not None else {},
         dataset=splits.train,
         sampler=sampler,
         iterations_per_epoch=cfg["iters_per_epoch"],
@@ -388,173 +576,64 @@ def run_one(
         set_min_label_to_zero=True,
         dataset_labels=splits.train_labels,
     )
-    record_eval(0)
-    timing["eval_s"] = 0.0  # count only the evaluations made during training
-    start = time.perf_counter()
-    if tree_hook is not None:
-        tree_hook(trainer)  # the initial tree, from the starting model
-        timing["tree_s"] += time.perf_counter() - start
+
+
+def train(trainer, epochs: int, evaluation: Evaluation, epoch_end: EpochEnd) -> float:
+    """Evaluate the starting model, build the first tree, train. Returns the training
+    seconds: tree rebuilds count (they are part of HTL's cost), evaluations do not."""
+    evaluation(0)
+    eval_seconds_before = evaluation.seconds
+    start = epoch_end.epoch_started = time.perf_counter()
+    if epoch_end.tree_hook is not None:
+        epoch_end.rebuild_tree(trainer)  # the initial tree, from the starting model
     trainer.train(num_epochs=epochs)
     total = time.perf_counter() - start
-    epoch_bar.close()
-    iterations = epochs * cfg["iters_per_epoch"]
-    train_s = total - timing["eval_s"]  # tree rebuilds are part of HTL's training cost
-    if rank != 0:
-        return None
+    epoch_end.bar.close()
+    return total - (evaluation.seconds - eval_seconds_before)
+
+
+def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_seconds, device):
+    """The run's record, as written to runs/<loss>__seed<seed>.json."""
+    iterations = cfg["epochs"] * cfg["iters_per_epoch"]
     return {
         "loss": loss_name,
         "seed": seed,
-        "config_hash": config_hash(cfg),
-        "hyperparameters": hp,
+        "config_hash": config_hash(cfg, loss_name),
+        "hyperparameters": cfg["hyperparameters"][loss_name],
         "final": {k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration")},
         "curve": curve,
         "iterations": iterations,
-        "train_seconds": train_s,
-        "tree_seconds": timing["tree_s"],
-        "seconds_per_iteration": train_s / iterations,
+        "train_seconds": train_seconds,
+        "tree_seconds": epoch_end.tree_seconds,
+        "seconds_per_iteration": train_seconds / iterations,
         "git_commit": git_commit(),
         "device": describe_device(device),
     }
 
 
-# --------------------------------------------------------------------------- reports
-def metric_keys(cfg) -> List[str]:
-    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in METRIC_COLUMNS]
-
-
-def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
-    table: Dict[str, Dict[str, Any]] = {}
-    for loss in cfg["losses"]:
-        mine = [r for r in runs if r["loss"] == loss]
-        if not mine:
-            continue
-        row = {"seeds": [r["seed"] for r in mine]}
-        for key in metric_keys(cfg) + ["seconds_per_iteration", "tree_seconds"]:
-            values = [r[key] if key in r else r["final"].get(key) for r in mine]
-            values = [v for v in values if v is not None]
-            if values:
-                row[key] = (float(np.mean(values)), float(np.std(values)))
-        table[loss] = row
-    return table
-
-
-def markdown_table(table, cfg) -> str:
-    cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
-        c for c in METRIC_COLUMNS if any(c[0] in row for row in table.values())
-    ]
-    best = {}
-    for key, _ in cols:
-        values = [row[key][0] for row in table.values() if key in row]
-        if values:
-            best[key] = max(values)
-    scale = 100.0
-    head = "| loss | " + " | ".join(t for _, t in cols) + " | s / iter | tree s | seeds |"
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
-    for loss, row in table.items():
-        cells = []
-        for key, _ in cols:
-            if key not in row:
-                cells.append("–")
-                continue
-            mean, std = row[key]
-            text = f"{scale * mean:.1f}" + (
-                f" ± {scale * std:.1f}" if len(row["seeds"]) > 1 else ""
-            )
-            cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
-        spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
-        tree_s = row.get("tree_seconds", (0.0, 0))[0]
-        lines.append(
-            f"| {LOSS_TITLES[loss]} | "
-            + " | ".join(cells)
-            + f" | {spi:.3f} | {tree_s:.0f} | {len(row['seeds'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def csv_text(runs, cfg) -> str:
-    keys = metric_keys(cfg)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["loss", "seed", *keys, "seconds_per_iteration", "tree_seconds"])
-    for r in runs:
-        writer.writerow(
-            [r["loss"], r["seed"]]
-            + [r["final"].get(k, "") for k in keys]
-            + [r["seconds_per_iteration"], r["tree_seconds"]]
-        )
-    return buf.getvalue()
-
-
-def convergence_png(runs, cfg) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for loss in cfg["losses"]:
-        mine = [r for r in runs if r["loss"] == loss]
-        if not mine:
-            continue
-        its = [p["iteration"] for p in mine[0]["curve"]]
-        values = np.array([[100 * p["recall_at_1"] for p in r["curve"]] for r in mine])
-        mean = values.mean(0)
-        style = "-" if loss in MAIN_LOSSES else "--"
-        ax.plot(its, mean, style, marker="o", ms=3, label=LOSS_TITLES[loss])
-        if len(mine) > 1:
-            ax.fill_between(its, values.min(0), values.max(0), alpha=0.15)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("R@1 (%) on unseen test classes")
-    ax.set_title(f"Convergence on {cfg['dataset']} (mean over seeds {cfg['seeds']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def write_reports(runs, cfg, environment) -> None:
-    out = cfg["out"]
-    table = summarize(runs, cfg)
-    results = {
-        "configuration": cfg,
-        "environment": environment,
-        "summary": {
-            k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
-            for k, row in table.items()
-        },
-        "runs": runs,
-    }
-    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
-    atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
-    header = (
-        f"# {cfg['dataset']}: final accuracy after {cfg['epochs'] * cfg['iters_per_epoch']} "
-        f"iterations (%, mean ± std over seeds)\n\n"
-        "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
-        "excluded; tree s: time spent building class trees. Best value per column in bold.\n\n"
-    )
-    atomic_write(os.path.join(out, "results.md"), header + markdown_table(table, cfg))
-    if runs:
-        atomic_write(os.path.join(out, "convergence.png"), convergence_png(runs, cfg))
-
-
 # --------------------------------------------------------------------------- command line
-def parse_hp(items: List[str], table: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    table = copy.deepcopy(table)
+def parse_hp(items: List[str], losses: List[str]) -> Dict[str, Dict[str, Any]]:
+    """The hyper-parameters of ``losses``: HYPERPARAMETERS with --hp's overrides."""
+    table = copy.deepcopy(HYPERPARAMETERS)
     for item in items or []:
         try:
             lhs, value = item.split("=", 1)
             loss, key = lhs.split(".", 1)
+            value = float(value)
         except ValueError:
-            raise SystemExit(f"--hp expects LOSS.KEY=VALUE, got {item!r}")
+            raise SystemExit(f"error: --hp expects LOSS.KEY=VALUE with a number, got {item!r}")
         if loss not in table:
-            raise SystemExit(f"--hp: unknown loss {loss!r}; choose from {sorted(table)}")
+            raise SystemExit(f"error: --hp: unknown loss {loss!r}; choose from {sorted(table)}")
         if key not in table[loss]:
-            raise SystemExit(f"--hp: {loss} has no hyper-parameter {key!r}: {sorted(table[loss])}")
-        table[loss][key] = type(table[loss][key])(float(value))
-    return table
+            raise SystemExit(
+                f"error: --hp: {loss} has no hyper-parameter {key!r}: {sorted(table[loss])}"
+            )
+        if loss not in losses:
+            raise SystemExit(
+                f"error: --hp {item}: {loss} is not among the losses run ({' '.join(losses)})"
+            )
+        table[loss][key] = type(table[loss][key])(value)
+    return {loss: table[loss] for loss in losses}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -587,41 +666,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", help="override a hyper-parameter: LOSS.KEY=VALUE")
     p.add_argument("--device", default=None, help="default: cuda when available")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--quiet", action="store_true", help="print the final table only (no bars, no progress)"
+    )
     p.add_argument("--out", default=None, help="default: results/<dataset>/")
     return p
 
 
 def resolve_config(args) -> Dict[str, Any]:
+    """The configuration from the defaults, the preset, --quick and the flags, in that
+    order; it holds only the settings that apply to the chosen data set and backbone."""
     cfg = dict(DEFAULTS)
     cfg.update(PRESETS[args.preset])
     if args.quick:
         cfg.update(QUICK)
-    for key in list(DEFAULTS) + ["pretrained_weights"]:
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg[key] = value
-    cfg.setdefault("pretrained_weights", None)
-    cfg["pretrained_weights"] = args.pretrained_weights
-    losses = args.losses or list(MAIN_LOSSES)
-    if args.ablations:
-        losses += [a for a in ABLATIONS if a not in losses]
+    cfg.update({k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None})
+    check_flags_apply(args, cfg)
+    for key, (decider, values) in SCOPED_SETTINGS.items():
+        if cfg[decider] not in values:
+            del cfg[key]
     per_batch = cfg["classes_per_anchor"] * cfg["samples_per_class"]
     if cfg["batch_size"] % per_batch:
         raise SystemExit(
-            f"--batch-size {cfg['batch_size']} must be a multiple of m t = {per_batch}"
+            f"error: --batch-size {cfg['batch_size']} must be a multiple of m t = {per_batch}"
         )
     if args.eval_every < 1:
-        raise SystemExit("--eval-every must be >= 1")
+        raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    losses = args.losses or list(MAIN_LOSSES)
+    if args.ablations:
+        losses += [a for a in ABLATIONS if a not in losses]
     cfg.update(
         losses=losses,
         seeds=args.seeds,
         preset=args.preset,
         quick=args.quick,
-        data_root=args.data_root,
-        train_classes=args.train_classes,
         eval_every=args.eval_every,
         num_workers=args.num_workers,
-        hyperparameters=parse_hp(args.hp, HYPERPARAMETERS),
+        hyperparameters=parse_hp(args.hp, losses),
         out=args.out or os.path.join("results", cfg["dataset"]),
     )
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -631,6 +712,17 @@ def resolve_config(args) -> Dict[str, Any]:
     if world_size > 1 and args.out is None:
         cfg["out"] = os.path.join("results", f"{cfg['dataset']}-{world_size}proc")
     return cfg
+
+
+def check_flags_apply(args, cfg: Dict[str, Any]) -> None:
+    """A flag for a setting the chosen data set or backbone does not read is an error."""
+    for key, (decider, values) in SCOPED_SETTINGS.items():
+        if getattr(args, key) is not None and cfg[decider] not in values:
+            flag, decider_flag = "--" + key.replace("_", "-"), "--" + decider
+            raise SystemExit(
+                f"error: {flag} applies only to {decider_flag} {', '.join(values)}, "
+                f"not to {decider_flag} {cfg[decider]}"
+            )
 
 
 def init_distributed(cfg: Dict[str, Any]):
@@ -652,12 +744,14 @@ def init_distributed(cfg: Dict[str, Any]):
     return torch.distributed.get_rank(), size
 
 
-def image_transforms(cfg, splits_channels_hint: Optional[int] = None):
+def image_transforms(cfg):
+    """(train, eval) transforms: none for the glyphs (tensors already), ToTensor for
+    Fashion-MNIST, ImageNet-style crops to --image-size for RESIZED_DATASETS."""
     if cfg["dataset"] == "glyphs":
         return None, None
     import torchvision.transforms as T
 
-    if cfg["dataset"] == "fashion-mnist":
+    if cfg["dataset"] not in RESIZED_DATASETS:
         return T.ToTensor(), T.ToTensor()
     size = cfg["image_size"]
     norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -666,77 +760,98 @@ def image_transforms(cfg, splits_channels_hint: Optional[int] = None):
     return train, test
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    cfg = resolve_config(args)
-    logging.getLogger("PML").setLevel(logging.WARNING)
-    rank, world_size = init_distributed(cfg)
-    device = torch.device(cfg["device"])
-    from pml_htl.utils.accuracy_calculator import make_accuracy_calculator
-
+def load_splits(cfg, progress: bool) -> DataSplits:
     train_tf, eval_tf = image_transforms(cfg)
+    options = dict(data_root=cfg.get("data_root"), train_classes_file=cfg.get("train_classes"))
+    if "glyph_samples" in cfg:
+        options["glyph_samples_per_class"] = cfg["glyph_samples"]
     try:
-        splits = load_dataset(
+        return load_dataset(
             cfg["dataset"],
-            cfg["data_root"],
-            train_tf,
-            eval_tf,
-            cfg["train_classes"],
-            cfg["glyph_samples"],
+            train_transform=train_tf,
+            eval_transform=eval_tf,
+            progress=progress,
+            **options,
         )
     except DataError as e:
         raise SystemExit(f"error: {e}")
-    cfg["recall_ks"] = list(splits.recall_ks)
-    cfg["data"] = splits.description
-    calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
-    environment = {
+
+
+def describe_environment(device: torch.device) -> Dict[str, Any]:
+    return {
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(device),
         "torch_threads": torch.get_num_threads(),
     }
-    say = print if rank == 0 else (lambda *a, **k: None)
-    if environment["versions"]["record_keeper"] is None:
-        say(
-            "record-keeper is not installed (pip install -e .[hooks]): CSV/TensorBoard logs skipped"
-        )
-    say(f"data: {splits.description}; device: {environment['device']}; processes: {world_size}")
 
-    runs = []
-    wanted = [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]
-    for loss, seed in wanted:
-        path = run_path(cfg["out"], loss, seed)
-        if os.path.exists(path):
-            with open(path) as f:
-                done = json.load(f)
-            if done.get("config_hash") != config_hash(cfg):
-                raise SystemExit(
-                    f"error: {path} was made with another configuration; "
-                    "use another --out or remove it"
-                )
-            say(f"skip {loss} seed {seed}: already in {path}")
-            runs.append(done)
-            continue
-        start = time.perf_counter()
-        result = run_one(loss, seed, cfg, splits, calculator, device)
-        if rank == 0:
-            result["wall_seconds"] = time.perf_counter() - start
-            atomic_write(path, json.dumps(result, indent=1))
-            runs.append(result)
-            print(
-                f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
-                f"in {result['wall_seconds']:.0f} s"
-            )
-            write_reports(runs, cfg, environment)
-        if world_size > 1:
-            torch.distributed.barrier()  # every rank sees the finished run's file
-    if rank == 0:
-        write_reports(runs, cfg, environment)
-        with open(os.path.join(cfg["out"], "results.md")) as f:
-            print(f.read())
+
+def finished_run(cfg, loss: str, seed: int) -> Optional[Dict[str, Any]]:
+    """The record of a run an earlier call finished with this configuration, or None."""
+    path = run_path(cfg["out"], loss, seed)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        done = json.load(f)
+    if done.get("config_hash") != config_hash(cfg, loss):
+        raise SystemExit(
+            f"error: {path} was made with another configuration; use another --out or remove it"
+        )
+    return done
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    cfg = resolve_config(args)
+    logging.getLogger("PML").setLevel(logging.WARNING)
+    rank, world_size = init_distributed(cfg)
+    console = Console(quiet=args.quiet, rank=rank)
+    with console.others_bars_off():
+        runs = run_all(cfg, console, rank, world_size)
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return {"config": cfg, "runs": runs}
+
+
+def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str, Any]]:
+    """Every (loss, seed) run not finished yet, and the reports after each."""
+    from pml_htl import make_accuracy_calculator
+
+    device = torch.device(cfg["device"])
+    splits = load_splits(cfg, console.bars)
+    cfg["recall_ks"] = list(splits.recall_ks)
+    cfg["data"] = splits.description
+    calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
+    environment = describe_environment(device)
+    missing = record_keeper_missing()
+    if missing:
+        console.say(f"CSV/TensorBoard logs skipped: {missing} (pip install -e .[hooks])")
+    console.say(
+        f"data: {splits.description}; device: {environment['device']}; processes: {world_size}"
+    )
+    runs = []
+    for loss, seed in [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]:
+        done = finished_run(cfg, loss, seed)
+        if done is not None:
+            console.say(f"skip {loss} seed {seed}: already in {run_path(cfg['out'], loss, seed)}")
+            runs.append(done)
+            continue
+        start = time.perf_counter()
+        result = run_one(loss, seed, cfg, splits, calculator, device, console=console)
+        if rank == 0:
+            result["wall_seconds"] = time.perf_counter() - start
+            atomic_write(run_path(cfg["out"], loss, seed), json.dumps(result, indent=1))
+            runs.append(result)
+            console.say(
+                f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
+                f"in {result['wall_seconds']:.0f} s"
+            )
+            write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS)
+        if world_size > 1:
+            torch.distributed.barrier()  # every rank sees the finished run's file
+    if rank == 0:
+        console.table(write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS))
+    return runs
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ import gzip
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -26,6 +25,8 @@ RECALL_KS = {
     "inshop": (1, 10, 20, 30, 40, 50),
 }
 DEFAULT_RECALL_KS = (1, 2, 4, 8)
+#: The glyphs' rendering seed: the same images whatever the training seed.
+GLYPH_SEED = 0
 
 LAYOUTS = {
     "cub": "DATA_ROOT/CUB_200_2011/{images.txt, image_class_labels.txt, images/}",
@@ -265,11 +266,12 @@ def _fashion_mnist(data_root: str, train_tf, eval_tf) -> DataSplits:
     )
 
 
-def _glyphs(train_tf, eval_tf, samples_per_class: int, seed: int) -> DataSplits:
+def _glyphs(train_tf, eval_tf, samples_per_class: int, progress: bool) -> DataSplits:
     from pml_htl.datasets import GlyphDataset
 
-    train = GlyphDataset(split="train", samples_per_class=samples_per_class, seed=seed)
-    test = GlyphDataset(split="test", samples_per_class=samples_per_class, seed=seed)
+    kw = dict(samples_per_class=samples_per_class, seed=GLYPH_SEED, verbose=progress)
+    train = GlyphDataset(split="train", **kw)
+    test = GlyphDataset(split="test", **kw)
     return DataSplits(
         _with_transform(train, train_tf),
         _with_transform(train, eval_tf),
@@ -295,12 +297,14 @@ def load_dataset(
     eval_transform: Optional[Callable] = None,
     train_classes_file: Optional[str] = None,
     glyph_samples_per_class: int = 40,
-    seed: int = 0,
+    progress: bool = True,
 ) -> DataSplits:
+    """The splits of data set ``name``. ``progress``: the glyphs' bars and notice
+    while they are rendered the first time."""
     if name not in DATASETS:
         raise DataError(f"--dataset must be one of {DATASETS}, got {name!r}")
     if name == "glyphs":
-        return _glyphs(train_transform, eval_transform, glyph_samples_per_class, seed)
+        return _glyphs(train_transform, eval_transform, glyph_samples_per_class, progress)
     if name in ("cub", "cars196", "sop"):
         return _pml_dataset(name, data_root, train_transform, eval_transform)
     if name == "inshop":
@@ -308,14 +312,3 @@ def load_dataset(
     if name == "folder":
         return _folder(data_root, train_transform, eval_transform, train_classes_file)
     return _fashion_mnist(data_root, train_transform, eval_transform)
-
-
-def labels_of(dataset: Dataset) -> np.ndarray:
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        raise TypeError(f"{type(dataset).__name__} has no labels attribute")
-    return np.asarray(labels, dtype=np.int64)
-
-
-def stack_labels(labels: List[int]) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(labels, dtype=np.int64))

@@ -2,12 +2,21 @@
 
 import json
 import os
+import re
+import select
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import compare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPARE = os.path.join(ROOT, "benchmarks", "compare.py")
+BAR_FRAME = re.compile(r"\d+/\d+ \[|it/s\]|s/it\]")  # tqdm's "3/40 [00:01<00:02, 1.4it/s]"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +58,9 @@ def test_end_to_end_outputs(folder_root, tmp_path):
             assert 0.0 <= run["final"][key] <= 1.0
         assert run["final"]["recall_at_1"] == pytest.approx(run["final"]["precision_at_1"])
     assert results["configuration"]["seeds"] == [0, 1]
+    assert results["configuration"]["image_size"] == 16
+    assert "glyph_samples" not in results["configuration"]
+    assert set(results["configuration"]["hyperparameters"]) == {"triplet", "htl"}
     assert results["environment"]["versions"]["torch"]
     csv_lines = (out / "results.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + 4 and csv_lines[0].startswith("loss,seed,recall_at_1")
@@ -114,16 +126,12 @@ def test_bad_hyperparameter_override():
 
 def test_two_processes_under_torchrun(folder_root, tmp_path):
     """compare.py under torchrun (gloo, loopback) finishes and writes its results."""
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += [os.path.join(root, "benchmarks", "compare.py")]
+    cmd += [COMPARE]
     cmd += args_for(folder_root, out, losses=("triplet", "htl"), seeds=("0",))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["configuration"]["world_size"] == 2
@@ -131,3 +139,171 @@ def test_two_processes_under_torchrun(folder_root, tmp_path):
     for run in results["runs"]:
         assert [p["epoch"] for p in run["curve"]] == [0, 1, 2]
     assert (out / "convergence.png").exists() and (out / "results.md").exists()
+
+
+def test_embed_keeps_a_frozen_batchnorm_frozen(blob_dataset):
+    """embed evaluates in eval mode, then gives every submodule its own mode back."""
+    trunk = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.BatchNorm1d(4))
+    embedder = torch.nn.Linear(4, 2)
+    trunk.train(), embedder.train()
+    frozen = trunk[1].eval()
+    modes_seen = []
+    frozen.register_forward_hook(lambda module, *_: modes_seen.append(module.training))
+
+    embeddings, labels = compare.embed(
+        (trunk, embedder), blob_dataset, torch.device("cpu"), 32, 0, "test"
+    )
+
+    assert embeddings.shape == (len(blob_dataset), 2) and len(labels) == len(blob_dataset)
+    assert modes_seen and not any(modes_seen)
+    assert trunk.training and trunk[0].training and embedder.training
+    assert not frozen.training
+
+
+def script_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    return dict(env, OMP_NUM_THREADS="1", **extra)
+
+
+def run_into_file(args, log_path, env) -> str:
+    """compare.py with stdout and stderr in one file, as in a CI log; the log's text."""
+    with open(log_path, "w") as log:
+        done = subprocess.run(
+            [sys.executable, COMPARE, *args], cwd=ROOT, env=env, stdout=log, stderr=log, timeout=600
+        )
+    text = open(log_path, encoding="utf-8").read()
+    assert done.returncode == 0, text[-3000:]
+    return text
+
+
+def run_in_terminal(args, env) -> str:
+    """compare.py with stdout and stderr on a pseudo-terminal; what the terminal got."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    # 24 rows, 100 columns: a new pty has none, and tqdm draws nothing in zero columns
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, COMPARE, *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    chunks = []
+    try:
+        while select.select([controller], [], [], 600)[0]:
+            try:
+                chunk = os.read(controller, 1 << 16)
+            except OSError:  # the terminal closed: the script has ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        proc.kill() if proc.poll() is None else None
+        os.close(controller)
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")  # the tty's newlines
+    assert proc.wait(timeout=60) == 0, text[-3000:]
+    return text
+
+
+def one_run_args(folder_root, out):
+    return args_for(folder_root, out, losses=("triplet",), seeds=("0",))
+
+
+SUMMARY_LINE = re.compile(r"^(\w+) seed (\d+): R@1 \d+\.\d in \d+ s$", re.M)
+EPOCH_LINE = re.compile(r"^(\w+) seed (\d+): epoch (\d+)/2, \d+\.\d s, R@1 \d+\.\d$", re.M)
+
+
+def test_log_file_gets_lines_not_bars(folder_root, tmp_path):
+    """Redirected to a file: no bar frames, one line per epoch and per run, each on its own."""
+    args = args_for(folder_root, tmp_path / "out", losses=("triplet", "htl"), seeds=("0",))
+    log = run_into_file(args, tmp_path / "log.txt", script_env())
+
+    assert "\r" not in log and "\x1b[" not in log
+    assert not BAR_FRAME.search(log), BAR_FRAME.search(log)
+    assert len(log.splitlines()) < 60, log
+    assert SUMMARY_LINE.findall(log) == [("triplet", "0"), ("htl", "0")], log
+    epochs = [(loss, epoch) for loss, _, epoch in EPOCH_LINE.findall(log)]
+    assert epochs == [("triplet", "1"), ("triplet", "2"), ("htl", "1"), ("htl", "2")], log
+    # PML's error block for a missing record-keeper or tensorboard came once per run
+    assert "There won't be any logging" not in log and "No record_keeper" not in log
+    assert log.count("CSV/TensorBoard logs skipped") <= 1
+    assert "| R@1 |" in log
+
+
+def test_terminal_gets_bars_unless_quiet_or_tqdm_disable(folder_root, tmp_path):
+    on_terminal = run_in_terminal(one_run_args(folder_root, tmp_path / "a"), script_env())
+    assert BAR_FRAME.search(on_terminal)  # else the two checks below prove nothing
+
+    disabled = run_in_terminal(
+        one_run_args(folder_root, tmp_path / "b"), script_env(TQDM_DISABLE="1")
+    )
+    assert not BAR_FRAME.search(disabled), disabled
+    assert len(EPOCH_LINE.findall(disabled)) == 2 and SUMMARY_LINE.findall(disabled)
+
+    quiet = run_in_terminal([*one_run_args(folder_root, tmp_path / "c"), "--quiet"], script_env())
+    assert not BAR_FRAME.search(quiet), quiet
+    assert not EPOCH_LINE.findall(quiet) and not SUMMARY_LINE.findall(quiet)
+    assert "data:" not in quiet and "| R@1 |" in quiet
+
+
+def config_of(*argv):
+    return compare.resolve_config(compare.build_parser().parse_args(list(argv)))
+
+
+def test_configuration_holds_only_the_settings_that_apply(folder_root):
+    glyphs = config_of("--dataset", "glyphs", "--losses", "triplet", "htl")
+    assert glyphs["glyph_samples"] == 40
+    for key in ("image_size", "data_root", "train_classes", "pretrained_weights"):
+        assert key not in glyphs
+    assert set(glyphs["hyperparameters"]) == {"triplet", "htl"}
+
+    folder = config_of("--dataset", "folder", "--data-root", folder_root, "--quick")
+    assert folder["image_size"] == 224 and folder["data_root"] == folder_root
+    assert "train_classes" in folder and "glyph_samples" not in folder
+
+    mnist = config_of("--dataset", "fashion-mnist", "--data-root", folder_root)
+    assert "image_size" not in mnist and "train_classes" not in mnist
+
+    resnet = config_of("--backbone", "resnet18", "--preset", "paper")
+    assert resnet["pretrained_weights"] is None and "image_size" not in resnet  # glyphs
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "glyphs", "--image-size", "64"], "--image-size applies only to --dataset"),
+        (["--dataset", "fashion-mnist", "--image-size", "28"], "--image-size applies only to"),
+        (["--dataset", "folder", "--glyph-samples", "8"], "--glyph-samples applies only to"),
+        (["--data-root", "somewhere"], "--data-root applies only to --dataset"),
+        (["--dataset", "cub", "--train-classes", "f.txt"], "--train-classes applies only to"),
+        (["--pretrained-weights", "w.pth"], "--pretrained-weights applies only to --backbone"),
+        (
+            ["--losses", "triplet", "--hp", "htl.beta=0.2"],
+            "--hp htl.beta=0.2: htl is not among the losses",
+        ),
+    ],
+)
+def test_a_flag_that_does_not_apply_is_an_error(argv, message):
+    with pytest.raises(SystemExit, match="^error: " + re.escape(message)):
+        config_of(*argv)
+
+
+def test_config_hash_covers_the_runs_own_settings_only():
+    cfg = config_of("--losses", "triplet", "htl", "--quick")
+    other_beta = config_of("--losses", "triplet", "htl", "--quick", "--hp", "htl.beta=0.2")
+    spelled_out = config_of(
+        "--losses", "triplet", "--epochs", "3", "--iters-per-epoch", "40", "--glyph-samples", "24"
+    )
+    assert compare.config_hash(cfg, "triplet") == compare.config_hash(other_beta, "triplet")
+    assert compare.config_hash(cfg, "htl") != compare.config_hash(other_beta, "htl")
+    assert compare.config_hash(cfg, "triplet") == compare.config_hash(spelled_out, "triplet")
+    wider = config_of("--losses", "triplet", "htl", "--quick", "--embedding-size", "32")
+    assert compare.config_hash(cfg, "triplet") != compare.config_hash(wider, "triplet")

@@ -1,0 +1,172 @@
+"""Reports of benchmarks/compare.py: summary over seeds, markdown table, CSV, convergence plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from typing import Any, Collection, Dict, List, Mapping, Union
+
+import numpy as np
+
+METRIC_COLUMNS = [
+    ("precision_at_1", "P@1"),
+    ("mean_average_precision_at_r", "MAP@R"),
+    ("r_precision", "R-Prec"),
+    ("NMI", "NMI"),
+    ("AMI", "AMI"),
+]
+
+
+def atomic_write(path: str, data: Union[str, bytes]) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half file."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    binary = isinstance(data, bytes)
+    try:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def metric_keys(cfg) -> List[str]:
+    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in METRIC_COLUMNS]
+
+
+def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
+    """Per loss: the seeds, and (mean, std) over them of every metric and timing."""
+    table: Dict[str, Dict[str, Any]] = {}
+    for loss in cfg["losses"]:
+        mine = [r for r in runs if r["loss"] == loss]
+        if not mine:
+            continue
+        row = {"seeds": [r["seed"] for r in mine]}
+        for key in metric_keys(cfg) + ["seconds_per_iteration", "tree_seconds"]:
+            values = [r[key] if key in r else r["final"].get(key) for r in mine]
+            values = [v for v in values if v is not None]
+            if values:
+                row[key] = (float(np.mean(values)), float(np.std(values)))
+        table[loss] = row
+    return table
+
+
+def markdown_table(table, cfg, titles: Mapping[str, str]) -> str:
+    cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
+        c for c in METRIC_COLUMNS if any(c[0] in row for row in table.values())
+    ]
+    best = {}
+    for key, _ in cols:
+        values = [row[key][0] for row in table.values() if key in row]
+        if values:
+            best[key] = max(values)
+    head = "| loss | " + " | ".join(t for _, t in cols) + " | s / iter | tree s | seeds |"
+    lines = [head, "|" + "---|" * (len(cols) + 4)]
+    for loss, row in table.items():
+        cells = []
+        for key, _ in cols:
+            if key not in row:
+                cells.append("–")
+                continue
+            mean, std = row[key]
+            text = f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if len(row["seeds"]) > 1 else "")
+            cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
+        spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
+        tree_s = row.get("tree_seconds", (0.0, 0))[0]
+        lines.append(
+            f"| {titles[loss]} | "
+            + " | ".join(cells)
+            + f" | {spi:.3f} | {tree_s:.0f} | {len(row['seeds'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(runs, cfg) -> str:
+    keys = metric_keys(cfg)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["loss", "seed", *keys, "seconds_per_iteration", "tree_seconds"])
+    for r in runs:
+        writer.writerow(
+            [r["loss"], r["seed"]]
+            + [r["final"].get(k, "") for k in keys]
+            + [r["seconds_per_iteration"], r["tree_seconds"]]
+        )
+    return buf.getvalue()
+
+
+def convergence_png(runs, cfg, titles: Mapping[str, str], dashed: Collection[str]) -> bytes:
+    """R@1 against iteration, one line per loss (``dashed``: the ablations)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for loss in cfg["losses"]:
+        mine = [r for r in runs if r["loss"] == loss]
+        if not mine:
+            continue
+        its = [p["iteration"] for p in mine[0]["curve"]]
+        values = np.array([[100 * p["recall_at_1"] for p in r["curve"]] for r in mine])
+        mean = values.mean(0)
+        style = "--" if loss in dashed else "-"
+        ax.plot(its, mean, style, marker="o", ms=3, label=titles[loss])
+        if len(mine) > 1:
+            ax.fill_between(its, values.min(0), values.max(0), alpha=0.15)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("R@1 (%) on unseen test classes")
+    ax.set_title(f"Convergence on {cfg['dataset']} (mean over seeds {cfg['seeds']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def results_markdown(table, cfg, titles: Mapping[str, str]) -> str:
+    """results.md: a short header and the table."""
+    header = (
+        f"# {cfg['dataset']}: final accuracy after {cfg['epochs'] * cfg['iters_per_epoch']} "
+        f"iterations (%, mean ± std over seeds)\n\n"
+        "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
+        "excluded; tree s: time spent building class trees. Best value per column in bold.\n\n"
+    )
+    return header + markdown_table(table, cfg, titles)
+
+
+def write_reports(
+    runs, cfg, environment, titles: Mapping[str, str], dashed: Collection[str] = ()
+) -> str:
+    """Write results.json, .csv, .md and convergence.png to cfg["out"]; return the markdown."""
+    out = cfg["out"]
+    table = summarize(runs, cfg)
+    results = {
+        "configuration": cfg,
+        "environment": environment,
+        "summary": {
+            k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
+            for k, row in table.items()
+        },
+        "runs": runs,
+    }
+    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
+    atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
+    markdown = results_markdown(table, cfg, titles)
+    atomic_write(os.path.join(out, "results.md"), markdown)
+    if runs:
+        atomic_write(
+            os.path.join(out, "convergence.png"), convergence_png(runs, cfg, titles, dashed)
+        )
+    return markdown
