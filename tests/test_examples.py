@@ -78,7 +78,7 @@ def started(request, tmp_path_factory):
     selected = {
         item.callspec.params["name"]
         for item in request.session.items
-        if item.module.__name__ == __name__ and hasattr(item, "callspec")
+        if getattr(item, "module", None) is sys.modules[__name__] and hasattr(item, "callspec")
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield {
