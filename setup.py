@@ -15,7 +15,8 @@ extras = {
     "bench": ["torchvision>=0.16", "faiss-cpu"] + glyphs,
     "dev": ["pytest>=7", "scipy>=1.10", "ruff>=0.5"],
 }
-extras["dev"] = sorted(set(extras["dev"] + extras["bench"]))
+# the tests run the examples, whose PML trainer logs through record-keeper
+extras["dev"] = sorted(set(extras["dev"] + extras["bench"] + extras["hooks"]))
 
 setup(
     name="pml_htl",

@@ -1,18 +1,18 @@
 """HTL in a PML trainer: MetricLossOnly, HookContainer logging, a tester, the tree hook.
 
 Shows a pytorch-metric-learning pipeline with the Hierarchical Triplet Loss
-plugged in: ``HierarchicalTripletLoss`` and ``HierarchicalTripletMiner``, the
-``AnchorNeighborSampler`` (the trainer's ``batch_size`` is the sampler's), and
-one ``TreeRebuildHook`` giving all three the class tree. The hook is called
+plugged in: ``HierarchicalTripletLoss``, the ``AnchorNeighborSampler`` (the
+trainer's ``batch_size`` is the sampler's), and one ``TreeRebuildHook`` giving
+both the class tree. The hook is called
 once before training (the initial tree) and after every epoch, chained with
 the ``HookContainer``'s end-of-epoch hook (a ``GlobalEmbeddingSpaceTester`` on
 unseen classes, record-keeper CSV and TensorBoard logs, model saving). With
 ``collect_stats=True`` record-keeper also logs HTL's ``num_triplets``,
 ``num_violating_triplets`` and ``mean_margin``.
 
-The miner hands the loss only the triplets that violate HTL's margin, so the
-loss is the mean over those (PML's miner + loss pattern); without
-``mining_funcs`` it is the paper's mean over all triplets of the batch.
+No miner: the loss takes every triplet of the batch, the paper's mean over all
+triplets. (``miners.HierarchicalTripletMiner``, registered with the same hook,
+gives HTL's violating triplets to another PML loss.)
 
 The data are generated (Gaussian blobs around super-class centres, so the class
 tree has structure to find); use your own data sets instead: items are
@@ -37,7 +37,7 @@ if not sys.stderr.isatty():  # no tqdm bars from PML's trainer and tester in log
 import torch
 from torch.utils.data import TensorDataset
 
-from pml_htl import losses, miners, samplers, testers, trainers, tree_hooks
+from pml_htl import losses, samplers, testers, trainers, tree_hooks
 from pml_htl.utils import logging_presets
 from pml_htl.utils.accuracy_calculator import make_accuracy_calculator
 
@@ -116,11 +116,10 @@ def main():
     model_folder = os.path.join(args.out, "models")
 
     loss_func = losses.HierarchicalTripletLoss(collect_stats=True)
-    miner = miners.HierarchicalTripletMiner()
     sampler = samplers.AnchorNeighborSampler(train_set.labels, anchors_per_batch=4, seed=0)
-    # The class tree for the loss, the miner and the sampler, rebuilt from the current
-    # model by embedding the training set without augmentation (here it has none).
-    tree_hook = tree_hooks.TreeRebuildHook(train_set, consumers=[loss_func, miner, sampler])
+    # The class tree for the loss and the sampler, rebuilt from the current model by
+    # embedding the training set without augmentation (here it has none).
+    tree_hook = tree_hooks.TreeRebuildHook(train_set, consumers=[loss_func, sampler])
 
     tester = testers.GlobalEmbeddingSpaceTester(
         end_of_testing_hook=hooks.end_of_testing_hook,
@@ -134,7 +133,6 @@ def main():
         optimizers=optimizers,
         batch_size=sampler.batch_size,  # l' m t: whole anchor-neighbour batches
         loss_funcs={"metric_loss": loss_func},
-        mining_funcs={"tuple_miner": miner},
         dataset=train_set,
         sampler=sampler,
         data_device=device,

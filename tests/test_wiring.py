@@ -222,3 +222,24 @@ def test_each_tree_build_logs_one_line(blob_dataset, caplog):
     assert lines[0].startswith("tree rebuild 1: embedded 120 samples")
     assert f"12 classes, d0 {tree.d0:.4f}" in lines[0] and "nodes per level 12" in lines[0]
     assert lines[1].startswith("drop-in class tree at iteration 1: 4 classes")
+
+
+def test_wiring_warnings_point_at_the_users_line():
+    loss = losses.HierarchicalTripletLoss(tree_update_interval=None)
+    with pytest.warns(WiringWarning) as caught:
+        loss(torch.randn(8, 4), torch.arange(4).repeat(2))
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_chain_hooks_skips_pml_empty_container_hooks(blob_dataset):
+    """Without record-keeper, PML's get_hook_container(None) is an EmptyContainer
+    whose end_of_epoch_hook(...) is None; PML's trainers accept None there."""
+    from pytorch_metric_learning.utils import logging_presets
+
+    empty = logging_presets.get_hook_container(None).end_of_epoch_hook(None, {}, "unused")
+    assert empty is None
+    calls = []
+    chained = tree_hooks.chain_hooks(lambda trainer: calls.append(trainer), empty)
+    assert chained("trainer") is True and calls == ["trainer"]
+    with pytest.raises(TypeError, match="callables or None"):
+        tree_hooks.chain_hooks(42)

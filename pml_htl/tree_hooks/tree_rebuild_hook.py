@@ -341,9 +341,15 @@ def _adopt_tree_options(options: Dict[str, Any], sources: Dict[str, Optional[str
             )
 
 
-def chain_hooks(*hooks: Callable) -> Callable:
+def chain_hooks(*hooks: Optional[Callable]) -> Callable:
     """One ``end_of_epoch_hook`` calling each hook in turn; it returns False
-    (stop training) when any of them does."""
+    (stop training) when any of them does. ``None`` entries are skipped, as PML's
+    trainers skip a ``None`` hook (PML's ``EmptyContainer``, the hook container
+    without record-keeper, gives one)."""
+    for hook in hooks:
+        if hook is not None and not callable(hook):
+            raise TypeError(f"hooks must be callables or None, got {type(hook).__name__}")
+    hooks = tuple(h for h in hooks if h is not None)
 
     def chained(trainer) -> bool:
         results = [hook(trainer) for hook in hooks]
