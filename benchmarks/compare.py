@@ -59,8 +59,24 @@ HYPERPARAMETERS: Dict[str, Dict[str, Any]] = {
     "triplet_an": {"margin": 0.0961},
     "htl_plain": {"beta": 0.1},
 }
+#: HTL with one open choice of the paper set otherwise than the default (the
+#: loss's tree options, or the sampler's m): the ablations behind the defaults.
+CHOICE_VARIANTS: Dict[str, Dict[str, Any]] = {
+    "htl_single": {"linkage": "single"},
+    "htl_complete": {"linkage": "complete"},
+    "htl_level1": {"level_start": 1},
+    "htl_L8": {"num_levels": 8},
+    "htl_L32": {"num_levels": 32},
+    "htl_m2": {"classes_per_anchor": 2},
+    "htl_m8": {"classes_per_anchor": 8},
+}
+for _variant in CHOICE_VARIANTS:
+    HYPERPARAMETERS[_variant] = {"beta": 0.1}
 MAIN_LOSSES = ["contrastive", "triplet", "margin", "multi_similarity", "htl"]
 ABLATIONS = ["htl_mperclass", "triplet_an", "htl_plain"]
+CHOICE_ABLATIONS = list(CHOICE_VARIANTS)
+#: Rows drawn dashed in the convergence plot.
+DASHED = ABLATIONS + CHOICE_ABLATIONS
 LOSS_TITLES = {
     "contrastive": "Contrastive",
     "triplet": "Triplet",
@@ -70,11 +86,20 @@ LOSS_TITLES = {
     "htl_mperclass": "ablation: HTL margin, MPerClass sampler",
     "triplet_an": "ablation: Triplet, A-N sampler",
     "htl_plain": "ablation: HTL, hinge on plain distances (as printed)",
+    "htl_single": "choice: HTL, single linkage",
+    "htl_complete": "choice: HTL, complete linkage",
+    "htl_level1": "choice: HTL, levels counted from 1",
+    "htl_L8": "choice: HTL, L = 8 levels",
+    "htl_L32": "choice: HTL, L = 32 levels",
+    "htl_m2": "choice: HTL, m = 2 classes per anchor (l' = 8)",
+    "htl_m8": "choice: HTL, m = 8 classes per anchor (l' = 2)",
 }
 #: Losses whose batches come from the anchor-neighbour sampler.
-USES_AN_SAMPLER = {"htl", "triplet_an", "htl_plain"}
+USES_AN_SAMPLER = {"htl", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
 #: Losses that need the class tree (rebuilt every epoch).
-USES_TREE = {"htl", "htl_mperclass", "triplet_an", "htl_plain"}
+USES_TREE = {"htl", "htl_mperclass", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
+#: The sampler options a choice variant sets (the rest are the loss's tree options).
+SAMPLER_OPTIONS = ("classes_per_anchor",)
 
 PRESETS = {
     "cpu": {},
@@ -150,6 +175,9 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
         miner = miners.MultiSimilarityMiner(epsilon=epsilon)
     elif name in ("htl", "htl_mperclass"):
         loss = losses.HierarchicalTripletLoss(**hp, **kw)
+    elif name in CHOICE_VARIANTS:
+        tree_options = {k: v for k, v in CHOICE_VARIANTS[name].items() if k not in SAMPLER_OPTIONS}
+        loss = losses.HierarchicalTripletLoss(**tree_options, **hp, **kw)
     elif name == "htl_plain":
         loss = losses.HierarchicalTripletLoss(distance=distances.LpDistance(power=1), **hp, **kw)
     else:
@@ -331,6 +359,7 @@ def config_hash(cfg: Dict[str, Any], loss: str) -> str:
     """What a finished run of ``loss`` must have been made with to be kept."""
     keep = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
     keep["hyperparameters"] = cfg["hyperparameters"][loss]
+    keep["choices"] = CHOICE_VARIANTS.get(loss, {})
     if keep.get("device", "").startswith("cuda:"):
         keep["device"] = "cuda"  # the local rank's index is not configuration
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
@@ -420,6 +449,7 @@ def build_sampler(loss_name: str, seed: int, cfg, train_labels, world_size: int)
     from pml_htl import samplers
 
     B, m, t = cfg["batch_size"], cfg["classes_per_anchor"], cfg["samples_per_class"]
+    m = CHOICE_VARIANTS.get(loss_name, {}).get("classes_per_anchor", m)
     length = cfg["iters_per_epoch"] * B
     if loss_name in USES_AN_SAMPLER or world_size > 1:
         # under torchrun every sampler must hand each rank its slice of one global
@@ -600,6 +630,7 @@ def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_secon
         "seed": seed,
         "config_hash": config_hash(cfg, loss_name),
         "hyperparameters": cfg["hyperparameters"][loss_name],
+        "choices": CHOICE_VARIANTS.get(loss_name, {}),
         "final": {k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration")},
         "curve": curve,
         "iterations": iterations,
@@ -641,8 +672,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, default=None)
     p.add_argument("--data-root", default=None, help="local data folder (never downloaded)")
     p.add_argument("--train-classes", default=None, help="folder: file naming the train classes")
-    p.add_argument("--losses", nargs="+", choices=MAIN_LOSSES + ABLATIONS, default=None)
+    p.add_argument(
+        "--losses", nargs="+", choices=MAIN_LOSSES + ABLATIONS + CHOICE_ABLATIONS, default=None
+    )
     p.add_argument("--ablations", action="store_true", help="add the three ablation rows")
+    p.add_argument(
+        "--choices",
+        action="store_true",
+        help="add HTL with each open choice set otherwise (linkage, level counting, L, m)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
@@ -695,6 +733,8 @@ def resolve_config(args) -> Dict[str, Any]:
     losses = args.losses or list(MAIN_LOSSES)
     if args.ablations:
         losses += [a for a in ABLATIONS if a not in losses]
+    if args.choices:
+        losses += [a for a in CHOICE_ABLATIONS if a not in losses]
     cfg.update(
         losses=losses,
         seeds=args.seeds,
@@ -846,11 +886,11 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
                 f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
                 f"in {result['wall_seconds']:.0f} s"
             )
-            write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS)
+            write_reports(runs, cfg, environment, LOSS_TITLES, DASHED)
         if world_size > 1:
             torch.distributed.barrier()  # every rank sees the finished run's file
     if rank == 0:
-        console.table(write_reports(runs, cfg, environment, LOSS_TITLES, ABLATIONS))
+        console.table(write_reports(runs, cfg, environment, LOSS_TITLES, DASHED))
     return runs
 
 

@@ -307,3 +307,24 @@ def test_config_hash_covers_the_runs_own_settings_only():
     assert compare.config_hash(cfg, "triplet") == compare.config_hash(spelled_out, "triplet")
     wider = config_of("--losses", "triplet", "htl", "--quick", "--embedding-size", "32")
     assert compare.config_hash(cfg, "triplet") != compare.config_hash(wider, "triplet")
+
+
+@pytest.mark.parametrize("name", sorted(compare.CHOICE_VARIANTS))
+def test_choice_variants_set_exactly_their_option(name):
+    """Each open-choice row changes one option of HTL and nothing else."""
+    options = compare.CHOICE_VARIANTS[name]
+    loss, miner, _ = compare.build_loss(name, {"beta": 0.1}, collect_stats=False)
+    cfg = dict(batch_size=64, classes_per_anchor=4, samples_per_class=4, iters_per_epoch=2)
+    sampler = compare.build_sampler(name, 0, cfg, np.repeat(np.arange(40), 5), 1)
+    default = compare.build_loss("htl", {"beta": 0.1}, collect_stats=False)[0]
+    expected = dict(default.tree_options)
+    expected.update({k: v for k, v in options.items() if k in default.tree_options})
+    assert dict(loss.tree_options) == expected and miner is None
+    m = options.get("classes_per_anchor", 4)
+    assert sampler.classes_per_anchor == m and sampler.batch_size == 64
+    assert sampler.anchors_per_batch == 64 // (m * 4)
+    assert compare.config_hash(compare_cfg(), name) != compare.config_hash(compare_cfg(), "htl")
+
+
+def compare_cfg():
+    return {"hyperparameters": {n: {"beta": 0.1} for n in ["htl", *compare.CHOICE_VARIANTS]}}
