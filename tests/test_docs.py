@@ -2,8 +2,10 @@
 the repository (tracked by git, not merely present on this disk), and no file
 points outside the repository."""
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,53 @@ def test_no_file_points_outside_the_repository():
         text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
         offenders += [f"{name}: {m.group(0)}" for m in OUTSIDE.finditer(text)]
     assert not offenders, offenders
+
+
+def quick_start_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Quick start for a PML user") :]
+    return section[section.index("```python") + len("```python") : section.index("```\n")]
+
+
+QUICK_START_PRELUDE = """
+import torch
+from torch.utils.data import TensorDataset
+
+torch.manual_seed(0)
+labels = torch.arange(48).repeat_interleave(8)
+data = torch.randn(48, 6)[labels] + 0.3 * torch.randn(len(labels), 6)
+train_set = TensorDataset(data[labels < 24], labels[labels < 24])
+train_set.labels = labels[labels < 24].numpy()
+val_set = TensorDataset(data[labels >= 24], labels[labels >= 24])
+trunk, embedder = torch.nn.Linear(6, 16), torch.nn.Linear(16, 8)
+optimizers = {
+    "trunk_optimizer": torch.optim.Adam(trunk.parameters(), lr=1e-3),
+    "embedder_optimizer": torch.optim.Adam(embedder.parameters(), lr=1e-3),
+}
+device, num_epochs = torch.device("cpu"), 1
+"""
+
+
+def test_readme_quick_start_is_an_excerpt_of_the_trainer_example():
+    example = (ROOT / "examples" / "train_with_pml_trainer.py").read_text(encoding="utf-8")
+    example_lines = {line.strip() for line in example.splitlines()}
+    block = quick_start_block()
+    core = block[block.index("loss_func =") :]
+    missing = [line for line in core.splitlines() if line.strip() not in example_lines]
+    assert not missing, missing
+
+
+def test_readme_quick_start_runs(tmp_path):
+    """The README's block, given only the pipeline pieces it says are the user's."""
+    script = tmp_path / "quick_start.py"
+    script.write_text(QUICK_START_PRELUDE + quick_start_block())
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WiringWarning" not in done.stderr
