@@ -243,3 +243,14 @@ def test_chain_hooks_skips_pml_empty_container_hooks(blob_dataset):
     assert chained("trainer") is True and calls == ["trainer"]
     with pytest.raises(TypeError, match="callables or None"):
         tree_hooks.chain_hooks(42)
+
+
+def test_record_keeper_logs_the_loss_stats_but_not_its_options():
+    """PML's HookContainer records every dict attribute of a loss: the tree
+    options are not one, the collect_stats statistics are recorded."""
+    loss = losses.HierarchicalTripletLoss(collect_stats=True, tree_update_interval=None)
+    assert not any(isinstance(v, dict) and "linkage" in v for v in vars(loss).values())
+    assert loss.tree_options == {"num_levels": 16, "linkage": "average", "level_start": 0}
+    with pytest.warns(WiringWarning):
+        loss(torch.randn(8, 4), torch.arange(4).repeat(2))
+    assert loss.num_triplets == 8 * 1 * 6 and "num_triplets" in loss._record_these_stats

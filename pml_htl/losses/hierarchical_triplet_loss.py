@@ -103,9 +103,9 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         if tree_update_interval is not None:
             check_positive_int(tree_update_interval, "tree_update_interval")
         self.tree = check_tree(tree)
-        self.tree_options = resolve_tree_options(
-            dict(num_levels=num_levels, linkage=linkage, level_start=level_start), tree, "tree"
-        )
+        options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
+        # kept as pairs, not a dict: PML's record-keeper logs every dict attribute
+        self._tree_option_items = tuple(resolve_tree_options(options, tree, "tree").items())
         self.tree_update_interval = tree_update_interval
         self.drop_in = tree is None and tree_update_interval is not None
         self._buffer: Optional[StatisticsBuffer] = None  # drop-in statistics
@@ -115,6 +115,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             list_of_names=["num_triplets", "num_violating_triplets", "mean_margin"],
             is_stat=True,
         )
+
+    @property
+    def tree_options(self) -> Dict[str, Any]:
+        """num_levels (L), linkage and level_start of every tree this loss uses."""
+        return dict(self._tree_option_items)
 
     def get_default_distance(self):
         return LpDistance(p=2, power=2, normalize_embeddings=True)
