@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from test_tree import RefTree, hierarchical_data, label_grid, off_diagonal
+from helpers import RefTree, hierarchical_data, label_grid, off_diagonal
 
 from pml_htl import ClassStatistics, HierarchicalClassTree
 from pml_htl.tree import hierarchical_class_tree, linkage
