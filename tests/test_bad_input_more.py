@@ -72,22 +72,3 @@ def test_hook_checks_its_tree_options(blob_dataset):
         tree_hooks.TreeRebuildHook(blob_dataset, num_levels=0)
     with pytest.raises(ValueError, match="linkage"):
         tree_hooks.TreeRebuildHook(blob_dataset, linkage="ward")
-
-
-def test_statistics_over_a_known_index_match_from_embeddings():
-    from pml_htl import ClassStatistics
-
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(30, 5, generator=g), torch.tensor([3, 9, 9, 1, 3] * 6)
-    stats = ClassStatistics.zeros(torch.tensor([1, 3, 9, 42]), 5)
-    for part in range(3):
-        rows = slice(10 * part, 10 * (part + 1))
-        stats.update(x[rows], y[rows])
-    ref = ClassStatistics.from_embeddings(x, y)
-    got = stats.nonempty()
-    assert torch.equal(got.labels, ref.labels) and torch.equal(got.counts, ref.counts)
-    assert torch.allclose(got.sums, ref.sums) and torch.allclose(
-        got.squared_norms, ref.squared_norms
-    )
-    stats.update(x[:2], torch.tensor([7, 3]))  # an unknown class joins the index
-    assert 7 in stats.labels.tolist() and int(stats.counts[stats.labels == 7]) == 1

@@ -44,13 +44,3 @@ def test_buffer_does_not_keep_the_graph():
     buffer = StatisticsBuffer(3)
     buffer.add(x * 2, torch.tensor([0, 0, 1, 1]))
     assert not buffer.flush().sums.requires_grad
-
-
-def test_update_with_another_embedding_size_says_so():
-    from pml_htl import ClassStatistics
-
-    s = ClassStatistics.from_embeddings(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]))
-    before = s.sums.clone()
-    with pytest.raises(ValueError, match="embedding size 3, got 5"):
-        s.update(torch.randn(2, 5), torch.tensor([0, 1]))
-    assert torch.equal(s.sums, before)
