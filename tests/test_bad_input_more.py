@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
+from pytorch_metric_learning.distances import LpDistance
 
-from pml_htl import HierarchicalClassTree, losses, miners, samplers, tree_hooks
+from pml_htl import HierarchicalClassTree, miners, samplers, tree_hooks
 
 
 @pytest.fixture
@@ -19,41 +19,12 @@ def tree():
 def test_unnormalised_distances_are_refused():
     for distance in (LpDistance(power=2, normalize_embeddings=False),):
         with pytest.raises(TypeError, match="normalize_embeddings"):
-            losses.HierarchicalTripletLoss(distance=distance)
-        with pytest.raises(TypeError, match="normalize_embeddings"):
             miners.HierarchicalTripletMiner(distance=distance)
-    losses.HierarchicalTripletLoss(distance=CosineSimilarity())  # accepted
 
 
 def test_numpy_scalars_are_accepted():
-    loss = losses.HierarchicalTripletLoss(beta=np.float32(0.2), num_levels=np.int64(8))
-    assert loss.beta == pytest.approx(0.2) and loss.tree_options["num_levels"] == 8
     s = samplers.AnchorNeighborSampler(np.arange(16) % 4, np.int64(1), 2, 2, seed=np.int64(3))
     assert s.batch_size == 4 and s.seed == 3
-
-
-def test_indices_tuple_out_of_range_or_malformed(tree):
-    loss = losses.HierarchicalTripletLoss(tree=tree)
-    emb, labels = torch.randn(8, 6), torch.arange(8)
-    bad = (torch.tensor([0]), torch.tensor([9]), torch.tensor([1]))
-    with pytest.raises(ValueError, match="indices_tuple"):
-        loss(emb, labels, bad)
-    with pytest.raises(ValueError, match="indices_tuple"):
-        loss(emb, labels, (torch.tensor([0, 1]), torch.tensor([1])))
-    with pytest.raises(ValueError, match="equal lengths"):
-        loss(emb, labels, (torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([2])))
-    with pytest.raises(TypeError, match="integer"):
-        loss(emb, labels, (torch.tensor([0.0]), torch.tensor([1]), torch.tensor([2])))
-
-
-def test_bad_state_changes_nothing(tree):
-    loss = losses.HierarchicalTripletLoss(tree=tree)
-    state = loss.state_dict()
-    state["_extra_state"] = dict(state["_extra_state"], statistics={"labels": torch.arange(3)})
-    fresh = losses.HierarchicalTripletLoss(tree_update_interval=5)
-    with pytest.raises(KeyError):
-        fresh.load_state_dict(state)
-    assert fresh.tree is None and fresh.drop_in is True and fresh.statistics is None
 
 
 def test_tree_on_another_device_says_so(tree):
