@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_metric_learning.distances import LpDistance
 
-from pml_htl import HierarchicalClassTree, miners, samplers, tree_hooks
+from pml_htl import HierarchicalClassTree, miners, samplers
 
 
 @pytest.fixture
@@ -36,10 +36,3 @@ def test_tree_on_another_device_says_so(tree):
 def test_miner_max_elements_checked():
     with pytest.raises(ValueError, match="max_elements"):
         miners.HierarchicalTripletMiner(max_elements=0)
-
-
-def test_hook_checks_its_tree_options(blob_dataset):
-    with pytest.raises(ValueError, match="num_levels"):
-        tree_hooks.TreeRebuildHook(blob_dataset, num_levels=0)
-    with pytest.raises(ValueError, match="linkage"):
-        tree_hooks.TreeRebuildHook(blob_dataset, linkage="ward")
