@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from pytorch_metric_learning.distances import LpDistance
 
-from pml_htl import HierarchicalClassTree, miners, samplers
+from pml_htl import HierarchicalClassTree, samplers
 
 
 @pytest.fixture
@@ -14,12 +13,6 @@ def tree():
     return HierarchicalClassTree.from_embeddings(
         torch.randn(40, 6, generator=g), torch.arange(8).repeat(5)
     )
-
-
-def test_unnormalised_distances_are_refused():
-    for distance in (LpDistance(power=2, normalize_embeddings=False),):
-        with pytest.raises(TypeError, match="normalize_embeddings"):
-            miners.HierarchicalTripletMiner(distance=distance)
 
 
 def test_numpy_scalars_are_accepted():
@@ -31,8 +24,3 @@ def test_tree_on_another_device_says_so(tree):
     with pytest.raises(ValueError, match="tree.to"):
         tree.spread(torch.zeros(2, dtype=torch.long, device="meta"))
     assert tree.to("cpu") is tree
-
-
-def test_miner_max_elements_checked():
-    with pytest.raises(ValueError, match="max_elements"):
-        miners.HierarchicalTripletMiner(max_elements=0)
