@@ -51,7 +51,7 @@ def test_spread_distance_d0_thresholds_bruteforce(num_levels):
     np.testing.assert_allclose(tree.spread(qa).numpy(), want_s, rtol=1e-9)
 
 
-def test_statistics_without_normalisation():
+def test_tree_of_unnormalised_statistics_matches_brute_force():
     x, y = hierarchical_data([3, 4, 2], labels=[2, 9, 4], seed=6)
     x = x / 3.0  # keep squared distances mostly small
     stats = ClassStatistics.from_embeddings(x, y, normalize=False)
@@ -239,7 +239,7 @@ def test_state_dict_round_trip_weights_only():
         )
 
 
-def test_to_cpu():
+def test_to_cpu_keeps_the_margins():
     x, y = hierarchical_data([3, 3, 2], labels=[1, 5, 9], seed=15)
     tree = HierarchicalClassTree.from_embeddings(x, y)
     a, b = label_grid([1, 5, 9])
@@ -247,6 +247,14 @@ def test_to_cpu():
         moved = tree.to(dev)
         assert moved.device.type == "cpu"
         assert torch.equal(moved.margin(a, b), tree.margin(a, b))
+    assert tree.to("cpu") is tree
+
+
+def test_labels_on_another_device_say_to_move_the_tree():
+    x, y = hierarchical_data([3, 3, 2], labels=[1, 5, 9], seed=15)
+    tree = HierarchicalClassTree.from_embeddings(x, y)
+    with pytest.raises(ValueError, match="tree.to"):
+        tree.spread(torch.zeros(2, dtype=torch.long, device="meta"))
 
 
 # ============================================================== bad input
