@@ -30,7 +30,7 @@ def test_float32_input_accumulates_in_float64():
     assert_statistics_match(stats, loop_statistics([(x, y)]))
 
 
-def assert_stats_equal_bf(stats, x, y):
+def assert_statistics_of_samples(stats, x, y):
     """stats hold the normalised statistics of the samples x with labels y."""
     assert_statistics_match(stats, loop_statistics([(x, y)]))
 
@@ -47,20 +47,20 @@ def test_update_and_add_give_the_statistics_of_all_samples():
     returned = a.update(x2, y2)
     assert returned is a
     a.update(x3, y3)
-    assert_stats_equal_bf(a, x_all, y_all)
+    assert_statistics_of_samples(a, x_all, y_all)
 
     s1 = ClassStatistics.from_embeddings(x1, y1)
     s2 = ClassStatistics.from_embeddings(x2, y2)
     s3 = ClassStatistics.from_embeddings(x3, y3)
-    assert_stats_equal_bf(s1 + s2 + s3, x_all, y_all)
-    assert_stats_equal_bf(s3 + (s2 + s1), x_all, y_all)
+    assert_statistics_of_samples(s1 + s2 + s3, x_all, y_all)
+    assert_statistics_of_samples(s3 + (s2 + s1), x_all, y_all)
     # the operands are not modified by +
-    assert_stats_equal_bf(s1, x1, y1)
+    assert_statistics_of_samples(s1, x1, y1)
 
     e = ClassStatistics.empty(4)
     e.update(x1, y1)
     e.update(x2, y2)
-    assert_stats_equal_bf(e, torch.cat([x1, x2]), torch.cat([y1, y2]))
+    assert_statistics_of_samples(e, torch.cat([x1, x2]), torch.cat([y1, y2]))
 
 
 def test_as_tensor_round_trips_and_sums_like_an_all_reduce():
@@ -83,7 +83,7 @@ def test_as_tensor_round_trips_and_sums_like_an_all_reduce():
     reduced = ClassStatistics.from_tensor(stats[0].labels, sum(packed))
     x_all = torch.cat([x for x, _ in shards])
     y_all = torch.cat([y for _, y in shards])
-    assert_stats_equal_bf(reduced, x_all, y_all)
+    assert_statistics_of_samples(reduced, x_all, y_all)
 
 
 def test_statistics_over_a_known_index_match_from_embeddings():

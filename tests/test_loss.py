@@ -181,7 +181,7 @@ def test_all_triplets_value_and_grad(tree, kind, beta, batch):
         assert (per == 0).any()
 
 
-def test_margins_matter(tree):
+def test_tree_margins_differ_from_a_flat_beta(tree):
     """With the tree the loss is not the plain triplet loss (alpha = beta)."""
     labels = make_labels("unequal")
     emb = sample(labels, seed=3)
@@ -191,14 +191,14 @@ def test_margins_matter(tree):
 
 
 @pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
-def test_gradcheck(tree, kind):
+def test_gradient_passes_gradcheck(tree, kind):
     labels = torch.tensor([3, 11, 3, 20, 11, 20])
     emb = sample(labels, seed=4, dim=3).requires_grad_(True)
     loss_fn = make_loss(kind, tree=tree)
     assert torch.autograd.gradcheck(lambda e: loss_fn(e, labels), (emb,), eps=1e-6, atol=1e-6)
 
 
-def test_gradcheck_with_ref(tree):
+def test_gradient_with_ref_emb_passes_gradcheck(tree):
     labels = torch.tensor([3, 11, 20, 11])
     ref_labels = torch.tensor([3, 3, 11, 20, 42, 20])
     emb = sample(labels, seed=5, dim=3).requires_grad_(True)
@@ -223,7 +223,7 @@ def test_gradcheck_with_ref(tree):
     ],
 )
 @pytest.mark.parametrize("kind", ["sq", "cos"])
-def test_dtypes(tree, dtype, rtol, atol_scale, kind):
+def test_each_dtype_matches_the_float64_loop(tree, dtype, rtol, atol_scale, kind):
     labels = make_labels("unequal")
     emb = sample(labels, seed=7).to(dtype)  # the rounded inputs
     loss_fn = make_loss(kind, tree=tree)
@@ -356,7 +356,7 @@ def test_indices_tuple_pairs(tree):
 # ================================================================ reducers
 @pytest.mark.parametrize("reducer", ["sum", "avg_non_zero"])
 @pytest.mark.parametrize("kind", ["sq", "cos"])
-def test_reducers(tree, reducer, kind):
+def test_sum_and_avg_non_zero_reducers_match_the_loop(tree, reducer, kind):
     labels = make_labels("unequal")
     emb = sample(labels, seed=16)
     red = SumReducer() if reducer == "sum" else AvgNonZeroReducer()
@@ -378,7 +378,7 @@ def test_reducers(tree, reducer, kind):
 # ========================================================= degenerate cases
 @pytest.mark.parametrize("labels", [[11] * 6, [3, 11, 20, 42, 57, 64]])
 @pytest.mark.parametrize("reducer", [None, "sum"])
-def test_no_valid_triplet(tree, labels, reducer):
+def test_no_valid_triplet_gives_zero_loss_and_gradient(tree, labels, reducer):
     labels = torch.tensor(labels)
     emb = sample(labels, seed=17).requires_grad_(True)
     kwargs = {} if reducer is None else {"reducer": SumReducer()}
@@ -421,7 +421,7 @@ def drop_in_batches(n, seed=20, classes=(3, 11, 20, 57)):
     return out
 
 
-def test_drop_in_mode():
+def test_drop_in_builds_a_tree_after_interval_training_calls():
     batches = drop_in_batches(5)
     loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=3)
     assert loss_fn.tree is None
@@ -559,7 +559,7 @@ class PermissiveCrossBatchMemory(pml_losses.CrossBatchMemory):
         pytest.param(lambda: PermissiveCrossBatchMemory, id="no_whitelist"),
     ],
 )
-def test_cross_batch_memory(tree, wrapper):
+def test_cross_batch_memory_matches_the_loop_over_the_memory(tree, wrapper):
     memory_size, B = 24, 8
     loss_fn = losses.HierarchicalTripletLoss(tree=tree)
     cbm = wrapper()(loss_fn, embedding_size=D, memory_size=memory_size)

@@ -1,7 +1,7 @@
 """HierarchicalClassTree against brute-force references.
 
-Every reference here is computed in the test from the formulas of docs/method.md
-(loops over samples or sample pairs, scipy's linkage, a naive agglomerative
+Every reference is computed from the formulas of docs/method.md (helpers.RefTree:
+loops over samples or sample pairs, scipy's linkage, a naive agglomerative
 loop); the code under test is only called, never used as its own reference.
 """
 
