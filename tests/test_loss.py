@@ -7,13 +7,16 @@ are taken from the tree (tested against brute force in test_tree.py).
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance, SNRDistance
 from pytorch_metric_learning.reducers import AvgNonZeroReducer, SumReducer
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
-from pml_htl import HierarchicalClassTree, WiringWarning, losses
+from pml_htl import HierarchicalClassTree, WiringWarning, _triplets, losses
+from pml_htl.losses import hierarchical_triplet_loss as htl_module
 
 CLASSES = [3, 11, 20, 42, 57, 64]
 D = 8
@@ -178,7 +181,7 @@ def test_all_triplets_value_and_grad(tree, kind, beta, batch):
         assert (per == 0).any()
 
 
-def test_margins_matter(tree):
+def test_tree_margins_differ_from_a_flat_beta(tree):
     """With the tree the loss is not the plain triplet loss (alpha = beta)."""
     labels = make_labels("unequal")
     emb = sample(labels, seed=3)
@@ -188,14 +191,14 @@ def test_margins_matter(tree):
 
 
 @pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
-def test_gradcheck(tree, kind):
+def test_gradient_passes_gradcheck(tree, kind):
     labels = torch.tensor([3, 11, 3, 20, 11, 20])
     emb = sample(labels, seed=4, dim=3).requires_grad_(True)
     loss_fn = make_loss(kind, tree=tree)
     assert torch.autograd.gradcheck(lambda e: loss_fn(e, labels), (emb,), eps=1e-6, atol=1e-6)
 
 
-def test_gradcheck_with_ref(tree):
+def test_gradient_with_ref_emb_passes_gradcheck(tree):
     labels = torch.tensor([3, 11, 20, 11])
     ref_labels = torch.tensor([3, 3, 11, 20, 42, 20])
     emb = sample(labels, seed=5, dim=3).requires_grad_(True)
@@ -220,7 +223,7 @@ def test_gradcheck_with_ref(tree):
     ],
 )
 @pytest.mark.parametrize("kind", ["sq", "cos"])
-def test_dtypes(tree, dtype, rtol, atol_scale, kind):
+def test_each_dtype_matches_the_float64_loop(tree, dtype, rtol, atol_scale, kind):
     labels = make_labels("unequal")
     emb = sample(labels, seed=7).to(dtype)  # the rounded inputs
     loss_fn = make_loss(kind, tree=tree)
@@ -353,7 +356,7 @@ def test_indices_tuple_pairs(tree):
 # ================================================================ reducers
 @pytest.mark.parametrize("reducer", ["sum", "avg_non_zero"])
 @pytest.mark.parametrize("kind", ["sq", "cos"])
-def test_reducers(tree, reducer, kind):
+def test_sum_and_avg_non_zero_reducers_match_the_loop(tree, reducer, kind):
     labels = make_labels("unequal")
     emb = sample(labels, seed=16)
     red = SumReducer() if reducer == "sum" else AvgNonZeroReducer()
@@ -375,7 +378,7 @@ def test_reducers(tree, reducer, kind):
 # ========================================================= degenerate cases
 @pytest.mark.parametrize("labels", [[11] * 6, [3, 11, 20, 42, 57, 64]])
 @pytest.mark.parametrize("reducer", [None, "sum"])
-def test_no_valid_triplet(tree, labels, reducer):
+def test_no_valid_triplet_gives_zero_loss_and_gradient(tree, labels, reducer):
     labels = torch.tensor(labels)
     emb = sample(labels, seed=17).requires_grad_(True)
     kwargs = {} if reducer is None else {"reducer": SumReducer()}
@@ -418,7 +421,7 @@ def drop_in_batches(n, seed=20, classes=(3, 11, 20, 57)):
     return out
 
 
-def test_drop_in_mode():
+def test_drop_in_builds_a_tree_after_interval_training_calls():
     batches = drop_in_batches(5)
     loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=3)
     assert loss_fn.tree is None
@@ -556,7 +559,7 @@ class PermissiveCrossBatchMemory(pml_losses.CrossBatchMemory):
         pytest.param(lambda: PermissiveCrossBatchMemory, id="no_whitelist"),
     ],
 )
-def test_cross_batch_memory(tree, wrapper):
+def test_cross_batch_memory_matches_the_loop_over_the_memory(tree, wrapper):
     memory_size, B = 24, 8
     loss_fn = losses.HierarchicalTripletLoss(tree=tree)
     cbm = wrapper()(loss_fn, embedding_size=D, memory_size=memory_size)
@@ -593,6 +596,63 @@ def test_cross_batch_memory(tree, wrapper):
         )
         assert_close(got, want)
         assert_close(g_got, g_want)
+
+
+def test_cross_batch_memory_sums_over_masks_without_listing_triplets(tree, monkeypatch):
+    """CrossBatchMemory hands the loss all pairs against the memory as a pair
+    4-tuple. With the default reducer the loss sums the hinge over the (B, M)
+    positive and negative masks, once a step, and never lists the
+    B * pos * neg triplets."""
+    B, M = 16, 64
+    hinge_shapes, listed = [], []
+
+    def spy_hinge(dist, *args, **kwargs):
+        hinge_shapes.append(tuple(dist.shape))
+        return original_hinge(dist, *args, **kwargs)
+
+    def spy_listing(name, original):
+        def spy(*args, **kwargs):
+            listed.append(name)
+            return original(*args, **kwargs)
+
+        return spy
+
+    original_hinge = htl_module.all_triplet_hinge_sum
+    monkeypatch.setattr(htl_module, "all_triplet_hinge_sum", spy_hinge)
+    for module, name in (
+        (htl_module, "convert_to_triplets"),
+        (htl_module, "all_triplet_indices"),
+        (_triplets, "_expand_by_anchor"),  # what both list triplets with
+    ):
+        monkeypatch.setattr(module, name, spy_listing(name, getattr(module, name)))
+
+    cbm = losses.CrossBatchMemory(losses.HierarchicalTripletLoss(tree=tree), D, memory_size=M)
+    g = torch.Generator().manual_seed(1)
+    steps = M // B + 1  # the memory fills, then wraps around
+    for _ in range(steps):
+        x = torch.randn(B, D, generator=g, requires_grad=True)
+        y = torch.tensor(CLASSES)[torch.randint(0, len(CLASSES), (B,), generator=g)]
+        # B > number of classes and two classes at least: every step has triplets
+        assert len(y.unique()) >= 2
+        cbm(x, y).backward()
+        assert torch.isfinite(x.grad).all()
+    assert listed == []
+    assert hinge_shapes == [(B, min(B * (step + 1), M)) for step in range(steps)]
+
+
+def test_all_pairs_tuple_gives_the_all_triplets_value_with_ref_emb(tree):
+    """With the default reducer, all pairs against ref_emb as a 4-tuple give
+    the value of the all-triplets path."""
+    g = torch.Generator().manual_seed(2)
+    x, ref = torch.randn(12, D, generator=g), torch.randn(40, D, generator=g)
+    classes = torch.tensor(CLASSES)
+    y = classes[torch.randint(0, len(CLASSES), (12,), generator=g)]
+    ry = classes[torch.randint(0, len(CLASSES), (40,), generator=g)]
+    loss = losses.HierarchicalTripletLoss(tree=tree)
+    a = loss(x, y, ref_emb=ref, ref_labels=ry)
+    b = loss(x, y, indices_tuple=lmu.get_all_pairs_indices(y, ry), ref_emb=ref, ref_labels=ry)
+    assert a > 0
+    torch.testing.assert_close(a, b)
 
 
 def test_pml_cross_batch_memory_keeps_its_whitelist():
@@ -673,9 +733,42 @@ def test_bad_unknown_label_with_tree(tree, batch):
         )
 
 
+def test_unnormalised_distance_is_refused():
+    with pytest.raises(TypeError, match="normalize_embeddings"):
+        losses.HierarchicalTripletLoss(distance=LpDistance(power=2, normalize_embeddings=False))
+    losses.HierarchicalTripletLoss(distance=CosineSimilarity())  # accepted
+
+
+def test_numpy_scalars_are_accepted():
+    loss = losses.HierarchicalTripletLoss(beta=np.float32(0.2), num_levels=np.int64(8))
+    assert loss.beta == pytest.approx(0.2) and loss.tree_options["num_levels"] == 8
+
+
+def test_indices_tuple_out_of_range_or_malformed_is_refused(tree, batch):
+    emb, labels = batch
+    loss = losses.HierarchicalTripletLoss(tree=tree)
+    with pytest.raises(ValueError, match="indices_tuple"):
+        loss(emb, labels, (torch.tensor([0]), torch.tensor([9]), torch.tensor([1])))
+    with pytest.raises(ValueError, match="indices_tuple"):
+        loss(emb, labels, (torch.tensor([0, 1]), torch.tensor([1])))
+    with pytest.raises(ValueError, match="equal lengths"):
+        loss(emb, labels, (torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([2])))
+    with pytest.raises(TypeError, match="integer"):
+        loss(emb, labels, (torch.tensor([0.0]), torch.tensor([1]), torch.tensor([2])))
+
+
+def test_bad_state_is_refused_and_changes_nothing(tree):
+    state = losses.HierarchicalTripletLoss(tree=tree).state_dict()
+    state["_extra_state"] = dict(state["_extra_state"], statistics={"labels": torch.arange(3)})
+    fresh = losses.HierarchicalTripletLoss(tree_update_interval=5)
+    with pytest.raises(KeyError):
+        fresh.load_state_dict(state)
+    assert fresh.tree is None and fresh.drop_in is True and fresh.statistics is None
+
+
 def test_loaded_drop_in_statistics_do_not_alias_the_checkpoint():
-    """Found by an independent review: training one loss loaded from a
-    checkpoint added into the checkpoint's tensors (and so into a second loss)."""
+    """Training a loss loaded from a checkpoint adds to its own statistics, not
+    to the checkpoint's tensors (nor so to another loss loaded from them)."""
     batches = drop_in_batches(8)
     source = losses.HierarchicalTripletLoss(tree_update_interval=100)
     for b in batches[:3]:

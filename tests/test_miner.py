@@ -1,8 +1,11 @@
+"""HierarchicalTripletMiner against a naive loop over triplets, and its output in PML's
+TripletMarginLoss."""
+
 import pytest
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 
-from pml_htl import HierarchicalClassTree, WiringWarning, miners
+from pml_htl import HierarchicalClassTree, WiringWarning, losses, miners
 
 
 def make_tree(num_classes=6, dim=8, seed=0):
@@ -44,7 +47,7 @@ def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set):
     [("squared", None), ("plain", LpDistance(power=1)), ("cos", CosineSimilarity())],
 )
 @pytest.mark.parametrize("beta", [0.1, 0.6])
-def test_miner_matches_loop(kind, distance, beta):
+def test_mined_triplets_are_the_violating_ones(kind, distance, beta):
     tree = make_tree()
     torch.manual_seed(1)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
@@ -59,7 +62,7 @@ def test_miner_matches_loop(kind, distance, beta):
     assert len(expected) > 0
 
 
-def test_miner_with_ref_emb_and_small_chunks():
+def test_mining_against_ref_emb_in_small_chunks():
     tree = make_tree()
     torch.manual_seed(2)
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
@@ -73,7 +76,8 @@ def test_miner_with_ref_emb_and_small_chunks():
     assert got == expected and len(got) == len(a)
 
 
-def test_miner_without_tree_uses_beta_and_empty_output():
+def test_without_tree_the_margin_is_beta():
+    """Without a tree the margin is beta; mining nothing gives empty long tensors."""
     torch.manual_seed(3)
     labels = torch.tensor([0, 0, 1, 1])
     emb = torch.randn(4, 5)
@@ -88,19 +92,38 @@ def test_miner_without_tree_uses_beta_and_empty_output():
     assert a.dtype == torch.long and len(a) == len(p) == len(n) == 0
 
 
-def test_miner_output_drives_pml_loss():
-    from pml_htl import losses
-
+def test_mined_triplets_drive_pml_triplet_margin_loss():
+    """PML's TripletMarginLoss(margin=0.1) on the mined triplets has the value
+    and gradient of a loop over them with PML's defaults: unit-length
+    embeddings, Euclidean distances, the mean over triplets with a positive loss."""
     tree = make_tree()
     labels = torch.arange(6).repeat_interleave(3)
-    emb = torch.randn(len(labels), 8, requires_grad=True)
-    triplets = miners.HierarchicalTripletMiner(tree=tree)(emb, labels)
-    loss = losses.TripletMarginLoss(margin=0.1)(emb, labels, triplets)
+    g = torch.Generator().manual_seed(4)
+    emb = torch.randn(len(labels), 8, generator=g, dtype=torch.float64, requires_grad=True)
+    a, p, n = miners.HierarchicalTripletMiner(tree=tree)(emb, labels)
+    mined = list(zip(a.tolist(), p.tolist(), n.tolist()))
+    x = emb.detach()
+    assert len(set(mined)) == len(mined)
+    assert set(mined) == naive_violating(x, labels, x, labels, tree, 0.1, "squared", True)
+
+    loss = losses.TripletMarginLoss(margin=0.1)(emb, labels, (a, p, n))
     loss.backward()
-    assert torch.isfinite(emb.grad).all()
+
+    x = x.clone().requires_grad_(True)
+    unit = x / x.norm(dim=1, keepdim=True)
+    per_triplet = [
+        torch.relu((unit[i] - unit[j]).norm() - (unit[i] - unit[k]).norm() + 0.1)
+        for i, j, k in mined
+    ]
+    positive = [v for v in per_triplet if v > 0]
+    assert 0 < len(positive) < len(per_triplet)  # the reducer's divisor matters
+    expected = sum(positive) / len(positive)
+    expected.backward()
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(emb.grad, x.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_miner_bad_input():
+def test_bad_labels_embeddings_beta_or_tree_are_refused():
     miner = miners.HierarchicalTripletMiner(tree=make_tree())
     with pytest.raises(ValueError, match="labels"):
         miner(torch.randn(4, 8), torch.tensor([0, 1, 99, 1]))
@@ -112,3 +135,13 @@ def test_miner_bad_input():
         miners.HierarchicalTripletMiner(beta=float("inf"))
     with pytest.raises(TypeError, match="tree"):
         miners.HierarchicalTripletMiner(tree="not a tree")
+
+
+def test_unnormalised_distance_is_refused():
+    with pytest.raises(TypeError, match="normalize_embeddings"):
+        miners.HierarchicalTripletMiner(distance=LpDistance(power=2, normalize_embeddings=False))
+
+
+def test_max_elements_below_one_is_refused():
+    with pytest.raises(ValueError, match="max_elements"):
+        miners.HierarchicalTripletMiner(max_elements=0)

@@ -1,3 +1,5 @@
+"""AnchorNeighborSampler: batches of anchor classes and their nearest classes in the tree."""
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,8 @@ def test_impossible_configurations_fail_at_construction():
         samplers.AnchorNeighborSampler(np.zeros((4, 2), dtype=int), 1, 2, 2)
     with pytest.raises(TypeError, match="tree"):
         samplers.AnchorNeighborSampler(labels, 1, 2, 2, tree=object())
+
+
+def test_numpy_scalars_are_accepted():
+    s = samplers.AnchorNeighborSampler(np.arange(16) % 4, np.int64(1), 2, 2, seed=np.int64(3))
+    assert s.batch_size == 4 and s.seed == 3

@@ -1,7 +1,7 @@
-"""ClassStatistics and HierarchicalClassTree against brute-force references.
+"""HierarchicalClassTree against brute-force references.
 
-Every reference here is computed in the test from the formulas of docs/method.md
-(loops over samples or sample pairs, scipy's linkage, a naive agglomerative
+Every reference is computed from the formulas of docs/method.md (helpers.RefTree:
+loops over samples or sample pairs, scipy's linkage, a naive agglomerative
 loop); the code under test is only called, never used as its own reference.
 """
 
@@ -10,247 +10,9 @@ import io
 import numpy as np
 import pytest
 import torch
-from scipy.cluster.hierarchy import cophenet
-from scipy.cluster.hierarchy import linkage as scipy_linkage
-from scipy.spatial.distance import squareform
+from helpers import RefTree, hierarchical_data, label_grid, off_diagonal
 
 from pml_htl import ClassStatistics, HierarchicalClassTree
-
-ODD_LABELS = [7, 10, -3, 1000]
-
-
-# --------------------------------------------------------------------- data
-def hierarchical_data(sizes, labels=None, D=6, seed=0, noises=None, twins=()):
-    """Samples of len(sizes) classes grouped under 3 "super classes".
-
-    ``twins``: pairs of class positions that share the same centre (so they
-    merge very low in the tree). Returns float64 (N, D) embeddings (not
-    normalised) and (N,) int64 labels, samples of one class contiguous.
-    """
-    torch.manual_seed(seed)
-    C = len(sizes)
-    labels = list(range(C)) if labels is None else list(labels)
-    supers = 1.5 * torch.randn(3, D, dtype=torch.float64)
-    centres = supers[torch.arange(C) % 3] + 0.6 * torch.randn(C, D, dtype=torch.float64)
-    for i, j in twins:
-        centres[j] = centres[i]
-    if noises is None:
-        noises = (0.15 + 0.5 * torch.rand(C, dtype=torch.float64)).tolist()
-    xs, ys = [], []
-    for c, n in enumerate(sizes):
-        xs.append(centres[c] + noises[c] * torch.randn(n, D, dtype=torch.float64))
-        ys += [labels[c]] * n
-    return torch.cat(xs), torch.tensor(ys, dtype=torch.long)
-
-
-def unit_rows(x):
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.sqrt((x**2).sum(1, keepdims=True))
-
-
-# ------------------------------------------------------ brute-force references
-def bf_sum_sq(a, b, skip_same_index=False):
-    """(sum over pairs of ||a_i - b_j||^2, number of pairs), by a double loop."""
-    total, count = 0.0, 0
-    for i in range(len(a)):
-        for j in range(len(b)):
-            if skip_same_index and i == j:
-                continue
-            diff = a[i] - b[j]
-            total += float(np.dot(diff, diff))
-            count += 1
-    return total, count
-
-
-def bf_stats(x, y):
-    """{label: (n, S, Q)} by looping over samples."""
-    out = {}
-    for xi, yi in zip(np.asarray(x, dtype=np.float64), np.asarray(y).tolist()):
-        n, S, Q = out.get(yi, (0, np.zeros(len(xi)), 0.0))
-        out[yi] = (n + 1, S + xi, Q + float(np.dot(xi, xi)))
-    return out
-
-
-class RefTree:
-    """s_c, d(p, q), d0 and d_l of docs/method.md from raw samples."""
-
-    def __init__(self, x, y, num_levels, normalize=True):
-        x = unit_rows(x) if normalize else np.asarray(x, dtype=np.float64)
-        y = np.asarray(y)
-        self.classes = sorted(set(y.tolist()))
-        self.samples = [x[y == c] for c in self.classes]
-        self.sizes = np.array([len(s) for s in self.samples])
-        C = len(self.classes)
-        spreads = np.full(C, np.nan)
-        for c, s in enumerate(self.samples):
-            if len(s) >= 2:
-                total, count = bf_sum_sq(s, s, skip_same_index=True)
-                assert count == len(s) ** 2 - len(s)
-                spreads[c] = total / count
-        multi = self.sizes >= 2
-        self.d0 = float(spreads[multi].mean())
-        spreads[~multi] = self.d0
-        self.spreads = spreads
-        self.L = num_levels
-        self.thresholds = np.array(
-            [lv * (4 - self.d0) / num_levels + self.d0 for lv in range(num_levels + 1)]
-        )
-        dist = np.zeros((C, C))
-        for p in range(C):
-            for q in range(C):
-                if p != q:
-                    total, count = bf_sum_sq(self.samples[p], self.samples[q])
-                    dist[p, q] = total / count
-        self.dist = dist
-
-    def level(self, height):
-        """H = min{l : height < d_l}, else L."""
-        for lv, t in enumerate(self.thresholds):
-            if height < t:
-                return lv
-        return self.L
-
-    def levels_from_heights(self, heights):
-        C = len(self.classes)
-        H = np.zeros((C, C), dtype=np.int64)
-        for p in range(C):
-            for q in range(C):
-                if p != q:
-                    H[p, q] = self.level(heights[p, q])
-        return H
-
-    def scipy_levels(self, method):
-        Z = scipy_linkage(squareform(self.dist, checks=False), method=method)
-        coph = squareform(cophenet(Z))
-        return self.levels_from_heights(coph), coph
-
-    def naive_average_heights(self):
-        """Greedy agglomeration: merge the two groups with the smallest average
-        squared distance over all cross SAMPLE pairs, recomputed from the raw
-        samples at every step; returns the merge height of every class pair."""
-        C = len(self.classes)
-        groups = [[c] for c in range(C)]
-        heights = np.zeros((C, C))
-        while len(groups) > 1:
-            best = None
-            for i in range(len(groups)):
-                for j in range(i + 1, len(groups)):
-                    A = np.concatenate([self.samples[c] for c in groups[i]])
-                    B = np.concatenate([self.samples[c] for c in groups[j]])
-                    d = float(((A[:, None, :] - B[None, :, :]) ** 2).sum(-1).mean())
-                    if best is None or d < best[0]:
-                        best = (d, i, j)
-            d, i, j = best
-            for p in groups[i]:
-                for q in groups[j]:
-                    heights[p, q] = heights[q, p] = d
-            groups[i] = groups[i] + groups[j]
-            del groups[j]
-        return heights
-
-
-def label_grid(tree_labels):
-    lab = torch.tensor(tree_labels, dtype=torch.long)
-    return lab[:, None], lab[None, :]
-
-
-def off_diagonal(m):
-    m = np.asarray(m)
-    return m[~np.eye(m.shape[0], dtype=bool)]
-
-
-# ============================================================ ClassStatistics
-@pytest.mark.parametrize("normalize", [True, False])
-def test_statistics_from_embeddings_odd_labels(normalize):
-    torch.manual_seed(1)
-    y = torch.tensor([1000, 7, -3, 10, 7, 7, -3, 1000, 10, -3, 7], dtype=torch.long)
-    x = torch.randn(len(y), 5, dtype=torch.float64)
-    stats = ClassStatistics.from_embeddings(x, y, normalize=normalize)
-    ref = bf_stats(unit_rows(x) if normalize else x.numpy(), y)
-    assert stats.labels.tolist() == sorted(ODD_LABELS)
-    assert stats.num_classes == 4 and stats.embedding_size == 5
-    for row, c in enumerate(sorted(ODD_LABELS)):
-        n, S, Q = ref[c]
-        assert stats.counts[row].item() == n
-        np.testing.assert_allclose(stats.sums[row].numpy(), S, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(stats.squared_norms[row].item(), Q, rtol=1e-12)
-    assert stats.sums.dtype == torch.float64
-    assert stats.squared_norms.dtype == torch.float64
-
-
-def test_statistics_float32_input_accumulates_in_float64():
-    torch.manual_seed(2)
-    y = torch.tensor([7, 10, -3, 1000, 7, 10], dtype=torch.int32)
-    x = torch.randn(6, 4, dtype=torch.float32)
-    stats = ClassStatistics.from_embeddings(x, y)
-    ref = bf_stats(unit_rows(x.double().numpy()), y.long())
-    assert stats.sums.dtype == torch.float64
-    for row, c in enumerate(sorted(ODD_LABELS)):
-        n, S, Q = ref[c]
-        assert stats.counts[row].item() == n
-        np.testing.assert_allclose(stats.sums[row].numpy(), S, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(stats.squared_norms[row].item(), Q, rtol=1e-12)
-
-
-def assert_stats_equal_bf(stats, x, y, normalize=True):
-    ref = bf_stats(unit_rows(x) if normalize else np.asarray(x), y)
-    assert stats.labels.tolist() == sorted(ref)
-    for row, c in enumerate(sorted(ref)):
-        n, S, Q = ref[c]
-        assert stats.counts[row].item() == n
-        np.testing.assert_allclose(stats.sums[row].numpy(), S, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(stats.squared_norms[row].item(), Q, rtol=1e-12)
-
-
-def test_statistics_update_and_add():
-    torch.manual_seed(3)
-    y1 = torch.tensor([7, 10, 7, 1000])
-    y2 = torch.tensor([-3, 7, 10, 10, 55])  # overlapping and new labels
-    y3 = torch.tensor([1000, -3])
-    x1, x2, x3 = (torch.randn(len(y), 4, dtype=torch.float64) for y in (y1, y2, y3))
-    x_all, y_all = torch.cat([x1, x2, x3]), torch.cat([y1, y2, y3])
-
-    a = ClassStatistics.from_embeddings(x1, y1)
-    returned = a.update(x2, y2)
-    assert returned is a
-    a.update(x3, y3)
-    assert_stats_equal_bf(a, x_all, y_all)
-
-    s1 = ClassStatistics.from_embeddings(x1, y1)
-    s2 = ClassStatistics.from_embeddings(x2, y2)
-    s3 = ClassStatistics.from_embeddings(x3, y3)
-    assert_stats_equal_bf(s1 + s2 + s3, x_all, y_all)
-    assert_stats_equal_bf(s3 + (s2 + s1), x_all, y_all)
-    # the operands are not modified by +
-    assert_stats_equal_bf(s1, x1, y1)
-
-    e = ClassStatistics.empty(4)
-    e.update(x1, y1)
-    e.update(x2, y2)
-    assert_stats_equal_bf(e, torch.cat([x1, x2]), torch.cat([y1, y2]))
-
-
-def test_statistics_as_tensor_round_trip_and_all_reduce():
-    torch.manual_seed(4)
-    labels = torch.tensor(ODD_LABELS)
-    shards = []
-    for shard in range(3):
-        # every shard holds every class (as after padding for an all-reduce)
-        y = labels[torch.randperm(4)].repeat(2)
-        shards.append((torch.randn(8, 5, dtype=torch.float64), y))
-    stats = [ClassStatistics.from_embeddings(x, y) for x, y in shards]
-    packed = [s.as_tensor() for s in stats]
-    assert packed[0].shape == (4, 5 + 2)
-    assert packed[0].dtype == torch.float64
-
-    back = ClassStatistics.from_tensor(stats[0].labels, packed[0])
-    for name in ("labels", "counts", "sums", "squared_norms"):
-        assert torch.equal(getattr(back, name), getattr(stats[0], name)), name
-
-    reduced = ClassStatistics.from_tensor(stats[0].labels, sum(packed))
-    x_all = torch.cat([x for x, _ in shards])
-    y_all = torch.cat([y for _, y in shards])
-    assert_stats_equal_bf(reduced, x_all, y_all)
 
 
 # ===================================================== tree: s_c, d, d0, d_l
@@ -289,7 +51,7 @@ def test_spread_distance_d0_thresholds_bruteforce(num_levels):
     np.testing.assert_allclose(tree.spread(qa).numpy(), want_s, rtol=1e-9)
 
 
-def test_statistics_without_normalisation():
+def test_tree_of_unnormalised_statistics_matches_brute_force():
     x, y = hierarchical_data([3, 4, 2], labels=[2, 9, 4], seed=6)
     x = x / 3.0  # keep squared distances mostly small
     stats = ClassStatistics.from_embeddings(x, y, normalize=False)
@@ -477,7 +239,7 @@ def test_state_dict_round_trip_weights_only():
         )
 
 
-def test_to_cpu():
+def test_to_cpu_keeps_the_margins():
     x, y = hierarchical_data([3, 3, 2], labels=[1, 5, 9], seed=15)
     tree = HierarchicalClassTree.from_embeddings(x, y)
     a, b = label_grid([1, 5, 9])
@@ -485,6 +247,14 @@ def test_to_cpu():
         moved = tree.to(dev)
         assert moved.device.type == "cpu"
         assert torch.equal(moved.margin(a, b), tree.margin(a, b))
+    assert tree.to("cpu") is tree
+
+
+def test_labels_on_another_device_say_to_move_the_tree():
+    x, y = hierarchical_data([3, 3, 2], labels=[1, 5, 9], seed=15)
+    tree = HierarchicalClassTree.from_embeddings(x, y)
+    with pytest.raises(ValueError, match="tree.to"):
+        tree.spread(torch.zeros(2, dtype=torch.long, device="meta"))
 
 
 # ============================================================== bad input
@@ -534,33 +304,12 @@ def test_bad_statistics_type():
 def test_bad_non_finite_embeddings(bad):
     x = torch.randn(6, 4, dtype=torch.float64)
     x[2, 1] = bad
-    y = torch.tensor([0, 0, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="embeddings"):
-        ClassStatistics.from_embeddings(x, y)
-    with pytest.raises(ValueError, match="embeddings"):
-        HierarchicalClassTree.from_embeddings(x, y)
-    stats = ClassStatistics.from_embeddings(x[:2], y[:2])
-    before = stats.as_tensor().clone()
-    with pytest.raises(ValueError, match="embeddings"):
-        stats.update(x, y)
-    assert torch.equal(stats.as_tensor(), before)  # nothing changed
+        HierarchicalClassTree.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2, 2]))
 
 
-def test_bad_empty_embeddings():
-    with pytest.raises(ValueError, match="embeddings"):
-        ClassStatistics.from_embeddings(
-            torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
-        )
-
-
-def test_bad_labels_shape_dtype_length():
+def test_bad_labels_length():
     x = torch.randn(6, 4, dtype=torch.float64)
-    with pytest.raises(ValueError, match="labels"):
-        ClassStatistics.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2, 2])[:, None])
-    with pytest.raises(TypeError, match="labels"):
-        ClassStatistics.from_embeddings(x, torch.tensor([0.0, 0, 1, 1, 2, 2]))
-    with pytest.raises(ValueError, match="labels"):
-        ClassStatistics.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2]))
     with pytest.raises(ValueError, match="labels"):
         HierarchicalClassTree.from_embeddings(x, torch.tensor([0, 0, 1, 1, 2, 2, 2]))
 

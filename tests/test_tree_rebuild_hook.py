@@ -1,3 +1,6 @@
+"""TreeRebuildHook: rebuilds the class tree from a pass over the data set and hands it to
+every consumer, in a plain loop and in PML trainers."""
+
 import logging
 
 import numpy as np
@@ -38,7 +41,7 @@ def test_rebuild_in_a_plain_loop_matches_brute_force(blob_dataset):
         assert float(tree.spread(torch.tensor([int(c)]))) == pytest.approx(expected, rel=1e-9)
 
 
-def test_label_fn_applied(blob_dataset):
+def test_label_fn_maps_the_tree_labels(blob_dataset):
     model = torch.nn.Sequential(*make_models())
     hook = tree_hooks.TreeRebuildHook(blob_dataset, progress=False)
     tree = hook.rebuild(model, label_fn=lambda y: (y - 100) // 3)
@@ -112,7 +115,7 @@ def test_failed_hand_out_leaves_every_consumer_unchanged(blob_dataset):
     assert hook.tree is None and hook.num_rebuilds == 0
 
 
-def test_hook_bad_input(blob_dataset):
+def test_bad_dataset_consumers_or_batch_size_are_refused(blob_dataset):
     with pytest.raises(ValueError, match="dataset is empty"):
         tree_hooks.TreeRebuildHook(torch.utils.data.TensorDataset(torch.zeros(0, 3)))
     with pytest.raises(TypeError, match="consumers"):
@@ -143,3 +146,114 @@ def test_pml_save_and_load_model_restores_trees(blob_dataset, tmp_path):
     assert torch.equal(loss(emb, labels), loss2(emb, labels))
     for x, y in zip(miner(emb, labels), miner2(emb, labels)):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_levels=0), "num_levels"),
+        (dict(linkage="ward"), "linkage"),
+        (dict(level_start=2), "level_start"),
+    ],
+)
+def test_bad_tree_options_are_refused_at_construction(blob_dataset, kwargs, match):
+    """Before a whole embedding pass over the training set, not after it."""
+    with pytest.raises(ValueError, match=match):
+        tree_hooks.TreeRebuildHook(blob_dataset, progress=False, **kwargs)
+
+
+def batch_norm_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.Linear(16, 8)
+    )
+
+
+def test_rebuild_restores_every_submodule_mode(blob_dataset):
+    """A frozen BatchNorm (in eval mode inside a model in train mode) stays frozen."""
+    model = batch_norm_model().train()
+    model[1].eval()
+    before = {name: m.training for name, m in model.named_modules()}
+    tree_hooks.TreeRebuildHook(blob_dataset, progress=False).rebuild(model)
+    after = {name: m.training for name, m in model.named_modules()}
+    assert after == before
+
+
+class RefusingConsumer:
+    """Takes trees until told to refuse them."""
+
+    tree = None
+    refuse = False
+
+    def update_tree(self, tree):
+        if self.refuse:
+            raise RuntimeError("consumer refused the tree")
+        self.tree = tree
+
+
+def test_failed_hand_out_with_label_fn_restores_the_sampler(blob_dataset):
+    """When a consumer refuses the new tree, its error is raised and every
+    consumer is back on the old tree, the sampler too when its labels go
+    through a label_fn (a trainer's set_min_label_to_zero)."""
+    model = batch_norm_model()
+    loss = losses.HierarchicalTripletLoss()
+    sampler = samplers.AnchorNeighborSampler(blob_dataset.labels, 2, 2, 2, seed=0)
+    refuses = RefusingConsumer()
+    hook = tree_hooks.TreeRebuildHook(
+        blob_dataset, consumers=[loss, sampler, refuses], progress=False
+    )
+
+    def label_fn(y):
+        return (torch.as_tensor(np.asarray(y)) - 100) // 3
+
+    old = hook.rebuild(model, label_fn=label_fn)
+    old_neighbors = sampler.neighbors.copy()
+    refuses.refuse = True
+    with torch.no_grad():
+        model[0].weight.add_(1.0)  # a different tree next time
+    with pytest.raises(RuntimeError, match="consumer refused"):
+        hook.rebuild(model, label_fn=label_fn)
+    assert loss.tree is old
+    assert sampler.tree is old
+    np.testing.assert_array_equal(sampler.neighbors, old_neighbors)
+
+
+class TwoLevelBlobs(torch.utils.data.Dataset):
+    """Blob data with 2-D labels [super class, class], as PML's
+    label_hierarchy_level expects."""
+
+    def __init__(self, base):
+        self.base = base
+        self.labels = np.stack([base.labels // 9, base.labels], 1)
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return self.base.data[i], torch.as_tensor(self.labels[i])
+
+
+def test_trainer_label_hierarchy_level_gives_a_tree_of_that_level(blob_dataset):
+    """With a trainer's label_hierarchy_level, the tree is over the labels of
+    that level (those the loss sees), and the sampler of 1-D class labels
+    takes it."""
+    ds = TwoLevelBlobs(blob_dataset)
+    torch.manual_seed(0)
+    trunk, embedder = torch.nn.Linear(6, 16), torch.nn.Linear(16, 8)
+    loss = losses.HierarchicalTripletLoss()
+    sampler = samplers.AnchorNeighborSampler(ds.labels[:, 1], 2, 2, 4, seed=0)
+    hook = tree_hooks.TreeRebuildHook(ds, consumers=[loss, sampler], progress=False)
+    trainer = trainers.MetricLossOnly(
+        models={"trunk": trunk, "embedder": embedder},
+        optimizers={"trunk_optimizer": torch.optim.SGD(trunk.parameters(), lr=0.1)},
+        batch_size=sampler.batch_size,
+        loss_funcs={"metric_loss": loss},
+        dataset=ds,
+        sampler=sampler,
+        label_hierarchy_level=1,
+        end_of_epoch_hook=hook,
+        dataloader_num_workers=0,
+    )
+    hook(trainer)
+    assert sampler.tree is hook.tree and loss.tree is hook.tree
+    assert sorted(hook.tree.labels.tolist()) == sorted(set(ds.labels[:, 1].tolist()))

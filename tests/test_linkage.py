@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from test_tree import RefTree, hierarchical_data, label_grid, off_diagonal
+from helpers import RefTree, hierarchical_data, label_grid, off_diagonal
 
 from pml_htl import ClassStatistics, HierarchicalClassTree
 from pml_htl.tree import hierarchical_class_tree, linkage
@@ -293,8 +293,8 @@ def assert_greedy_average_linkage(merges, statistics, tol=1e-9):
 @pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 12])
 @pytest.mark.parametrize("chain", [False, True])
 def test_tied_distances_give_a_valid_tree(monkeypatch, width, chain):
-    """Lists shorter than the lazy passes' widths once asked topk for more
-    entries than a list has (found by an independent review)."""
+    """Thousands of tied distances and neighbour lists of any width, even
+    shorter than the lazy passes' widths, give a greedy average-linkage tree."""
     monkeypatch.setattr(linkage, "_NN_CHAIN_ALWAYS", 40 if chain else 0)
     monkeypatch.setattr(linkage, "_NN_CHAIN_MAX_NODES", 4096 if chain else 0)
     stats = lattice_statistics(300)
@@ -321,10 +321,10 @@ def test_tied_distances_with_short_lists_above_4096_classes(num_neighbors):
 
 
 @pytest.mark.parametrize("method", ["average", "single"])
-def test_float32_far_from_the_origin(method):
+def test_float32_far_from_the_origin_gives_the_float64_tree(method):
     """Unnormalised embeddings offset by 100: the float32 search (and the
-    float32 matrix of single linkage above 4,096 classes) once lost the class
-    distances to cancellation (found by an independent review)."""
+    float32 matrix of single linkage above 4,096 classes) keep the class
+    distances despite cancellation: the merges match the float64 chain's."""
     g = torch.Generator().manual_seed(0)
     C = 4200
     centers = torch.randn(20, 8, generator=g, dtype=torch.float64)
