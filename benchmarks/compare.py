@@ -43,6 +43,7 @@ if ROOT not in sys.path:
 from benchmarks.backbones import BACKBONES, make_trunk  # noqa: E402
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
+from benchmarks.verification import verification_metrics  # noqa: E402
 
 # --------------------------------------------------------------------------- losses
 #: One readable table of every loss's hyper-parameters. The baselines start
@@ -138,7 +139,7 @@ DEFAULTS = dict(
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
 #: The data sets image_transforms crops to --image-size (the others keep their size).
-RESIZED_DATASETS = ("cub", "cars196", "sop", "inshop", "folder")
+RESIZED_DATASETS = ("cub", "cars196", "sop", "inshop", "folder", "faces")
 TORCHVISION_BACKBONES = tuple(b for b in BACKBONES if b != "small-cnn")
 #: Settings that only some data sets or backbones read: setting -> (the setting that
 #: decides, the values it applies to). Recorded only where they apply; a flag for
@@ -345,7 +346,10 @@ def evaluate(
             models, splits.reference, device, bs, nw, "evaluate: gallery", progress
         )
         metrics = calculator.get_accuracy(query, q_labels, ref, r_labels)
-    return {k: float(v) for k, v in metrics.items()}
+    metrics = {k: float(v) for k, v in metrics.items()}
+    if splits.pairs is not None:  # face verification: the pairs index the query set
+        metrics.update(verification_metrics(query, splits.pairs))
+    return metrics
 
 
 # --------------------------------------------------------------------------- one run
@@ -861,6 +865,8 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
     splits = load_splits(cfg, console.bars)
     cfg["recall_ks"] = list(splits.recall_ks)
     cfg["data"] = splits.description
+    if splits.pairs is not None:
+        cfg["verification"] = splits.pairs.description
     calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
     environment = describe_environment(device)
     missing = record_keeper_missing()

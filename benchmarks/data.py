@@ -10,13 +10,16 @@ import gzip
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-DATASETS = ("glyphs", "cub", "cars196", "sop", "inshop", "folder", "fashion-mnist")
+if TYPE_CHECKING:
+    from benchmarks.verification import IndexedPairs
+
+DATASETS = ("glyphs", "cub", "cars196", "sop", "inshop", "folder", "fashion-mnist", "faces")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 #: Recall@K cut-offs the literature reports per data set.
@@ -37,6 +40,9 @@ LAYOUTS = {
     "inshop": "DATA_ROOT/{list_eval_partition.txt, img/...} (DeepFashion In-shop)",
     "folder": "DATA_ROOT/<class name>/<image files> (one sub-folder per class)",
     "fashion-mnist": "DATA_ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+    "faces": (
+        "DATA_ROOT/{CASIA-WebFace/<identity>/<images>, lfw/<Name>/<Name>_<NNNN>.jpg, pairs.txt}"
+    ),
 }
 
 
@@ -121,6 +127,7 @@ class DataSplits:
     recall_ks: Sequence[int]
     channels: int
     description: str
+    pairs: Optional[IndexedPairs] = None  # verification pairs into ``query`` (faces)
 
 
 def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
@@ -309,6 +316,10 @@ def load_dataset(
         return _pml_dataset(name, data_root, train_transform, eval_transform)
     if name == "inshop":
         return _inshop(data_root, train_transform, eval_transform)
+    if name == "faces":
+        from benchmarks.faces import load_faces
+
+        return load_faces(data_root, train_transform, eval_transform)
     if name == "folder":
         return _folder(data_root, train_transform, eval_transform, train_classes_file)
     return _fashion_mnist(data_root, train_transform, eval_transform)

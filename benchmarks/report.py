@@ -8,7 +8,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Any, Collection, Dict, List, Mapping, Union
+from typing import Any, Collection, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +19,14 @@ METRIC_COLUMNS = [
     ("NMI", "NMI"),
     ("AMI", "AMI"),
 ]
+#: Where the data have verification pairs (cfg["verification"]): the k-fold
+#: accuracy's mean and its std over the folds.
+VERIFICATION_COLUMNS = [
+    ("lfw_verification_accuracy", "LFW verif."),
+    ("lfw_verification_accuracy_std", "LFW verif. fold std"),
+]
+#: Columns that are not scores: no best value to mark.
+UNRANKED = {"lfw_verification_accuracy_std"}
 
 
 def atomic_write(path: str, data: Union[str, bytes]) -> None:
@@ -39,8 +47,12 @@ def atomic_write(path: str, data: Union[str, bytes]) -> None:
         raise
 
 
+def metric_columns(cfg) -> List[Tuple[str, str]]:
+    return METRIC_COLUMNS + (VERIFICATION_COLUMNS if cfg.get("verification") else [])
+
+
 def metric_keys(cfg) -> List[str]:
-    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in METRIC_COLUMNS]
+    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in metric_columns(cfg)]
 
 
 def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
@@ -62,11 +74,11 @@ def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
 
 def markdown_table(table, cfg, titles: Mapping[str, str]) -> str:
     cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
-        c for c in METRIC_COLUMNS if any(c[0] in row for row in table.values())
+        c for c in metric_columns(cfg) if any(c[0] in row for row in table.values())
     ]
     best = {}
     for key, _ in cols:
-        values = [row[key][0] for row in table.values() if key in row]
+        values = [row[key][0] for row in table.values() if key in row and key not in UNRANKED]
         if values:
             best[key] = max(values)
     head = "| loss | " + " | ".join(t for _, t in cols) + " | s / iter | tree s | seeds |"
@@ -79,7 +91,7 @@ def markdown_table(table, cfg, titles: Mapping[str, str]) -> str:
                 continue
             mean, std = row[key]
             text = f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if len(row["seeds"]) > 1 else "")
-            cells.append(f"**{text}**" if math.isclose(mean, best[key]) else text)
+            cells.append(f"**{text}**" if key in best and math.isclose(mean, best[key]) else text)
         spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
         tree_s = row.get("tree_seconds", (0.0, 0))[0]
         lines.append(
@@ -143,6 +155,8 @@ def results_markdown(table, cfg, titles: Mapping[str, str]) -> str:
         "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
         "excluded; tree s: time spent building class trees. Best value per column in bold.\n\n"
     )
+    if cfg.get("verification"):
+        header += f"LFW verif.: {cfg['verification']}; fold std: its std over the folds.\n\n"
     return header + markdown_table(table, cfg, titles)
 
 
