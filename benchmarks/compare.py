@@ -40,10 +40,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.backbones import BACKBONES, make_trunk  # noqa: E402
+from benchmarks.backbones import (  # noqa: E402
+    BACKBONES,
+    check_pretrained_weights,
+    make_trunk,
+    random_init_problem,
+)
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
 from benchmarks.verification import verification_metrics  # noqa: E402
+from benchmarks.weights import WeightsError  # noqa: E402
 
 # --------------------------------------------------------------------------- losses
 #: One readable table of every loss's hyper-parameters. The baselines start
@@ -135,6 +141,7 @@ DEFAULTS = dict(
     data_root=None,
     train_classes=None,
     pretrained_weights=None,
+    googlenet_transform_input="auto",
 )
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
@@ -150,6 +157,7 @@ SCOPED_SETTINGS = {
     "data_root": ("dataset", tuple(d for d in DATASETS if d != "glyphs")),
     "train_classes": ("dataset", ("folder",)),
     "pretrained_weights": ("backbone", TORCHVISION_BACKBONES),
+    "googlenet_transform_input": ("backbone", ("googlenet",)),
 }
 
 
@@ -440,7 +448,12 @@ def run_one(
 
 def build_models(cfg, channels: int, device) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """The trunk and a linear embedder on top of it, on ``device``."""
-    trunk, trunk_size = make_trunk(cfg["backbone"], channels, cfg.get("pretrained_weights"))
+    trunk, trunk_size = make_trunk(
+        cfg["backbone"],
+        channels,
+        cfg.get("pretrained_weights"),
+        cfg.get("googlenet_transform_input"),
+    )
     embedder = torch.nn.Linear(trunk_size, cfg["embedding_size"])
     return trunk.to(device), embedder.to(device)
 
@@ -704,6 +717,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
     p.add_argument("--backbone", choices=BACKBONES, default=None)
     p.add_argument("--pretrained-weights", default=None, help="local state_dict for the trunk")
+    p.add_argument(
+        "--googlenet-transform-input",
+        choices=["auto", "on", "off"],
+        default=None,
+        help="googlenet's ImageNet input transform (auto: on with --pretrained-weights)",
+    )
+    p.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        help="--preset paper without --pretrained-weights: run anyway",
+    )
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     p.add_argument("--hp", action="append", help="override a hyper-parameter: LOSS.KEY=VALUE")
     p.add_argument("--device", default=None, help="default: cuda when available")
@@ -727,6 +751,11 @@ def resolve_config(args) -> Dict[str, Any]:
     for key, (decider, values) in SCOPED_SETTINGS.items():
         if cfg[decider] not in values:
             del cfg[key]
+    if "googlenet_transform_input" in cfg:  # recorded as what the trunk gets
+        choice = cfg["googlenet_transform_input"]
+        cfg["googlenet_transform_input"] = choice == "on" or (
+            choice == "auto" and bool(cfg.get("pretrained_weights"))
+        )
     per_batch = cfg["classes_per_anchor"] * cfg["samples_per_class"]
     if cfg["batch_size"] % per_batch:
         raise SystemExit(
@@ -767,6 +796,23 @@ def check_flags_apply(args, cfg: Dict[str, Any]) -> None:
                 f"error: {flag} applies only to {decider_flag} {', '.join(values)}, "
                 f"not to {decider_flag} {cfg[decider]}"
             )
+
+
+def check_trunk(args, cfg: Dict[str, Any]) -> None:
+    """The trunk's weights, checked before any data are loaded: the file fits the
+    backbone, and the paper's protocol does not start from random weights unasked."""
+    weights = cfg.get("pretrained_weights")
+    if args.allow_random_init and (weights or args.preset != "paper"):
+        raise SystemExit(
+            "error: --allow-random-init applies only to --preset paper without --pretrained-weights"
+        )
+    if args.preset == "paper" and not weights and not args.allow_random_init:
+        raise SystemExit(f"error: {random_init_problem(cfg['backbone'])}")
+    if weights:
+        try:
+            check_pretrained_weights(cfg["backbone"], weights)
+        except WeightsError as e:
+            raise SystemExit(f"error: {e}")
 
 
 def init_distributed(cfg: Dict[str, Any]):
@@ -847,6 +893,7 @@ def finished_run(cfg, loss: str, seed: int) -> Optional[Dict[str, Any]]:
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = resolve_config(args)
+    check_trunk(args, cfg)
     logging.getLogger("PML").setLevel(logging.WARNING)
     rank, world_size = init_distributed(cfg)
     console = Console(quiet=args.quiet, rank=rank)
