@@ -1,0 +1,176 @@
+"""The learned tree against known superclasses (benchmarks/hierarchy.py): dendrogram
+purity and ARI against hand-computed values, the random floor, what the tree's merges
+mean, the label-space mapping."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import hierarchy
+from pml_htl import HierarchicalClassTree
+from pml_htl.tree.linkage import cut_levels
+
+# Six classes, superclass A = {0, 1, 2}, B = {3, 4, 5}. The rows are in an order in
+# which they can be carried out, not by height (as agglomerate's output can be):
+#   {0,1} at 1, {3,4} at 2, {0,1}+{3,4} at 4, {2,5} at 3, {0,1,3,4}+{2,5} at 5.
+#
+# Dendrogram purity, per same-superclass pair (lowest common node, its leaves):
+#   (0,1): {0,1}, 2/2 A = 1        (3,4): {3,4}, 2/2 B = 1
+#   (0,2): root, 3/6 A = 1/2       (3,5): root, 3/6 B = 1/2
+#   (1,2): root, 3/6 A = 1/2       (4,5): root, 3/6 B = 1/2
+#   mean over the 6 pairs = (1 + 1 + 4 * 1/2) / 6 = 2/3.
+# Cut into 2 clusters (the root undone): X = {0,1,3,4}, Y = {2,5}.
+#   contingency X: A 2, B 2; Y: A 1, B 1 -> sum C(n_ij, 2) = 1 + 1 = 2
+#   clusters: C(4,2) + C(2,2) = 7; superclasses: C(3,2) + C(3,2) = 6; C(6,2) = 15
+#   expected = 7 * 6 / 15 = 2.8; max = (7 + 6) / 2 = 6.5
+#   ARI = (2 - 2.8) / (6.5 - 2.8) = -0.8 / 3.7 = -8/37.
+HAND_MERGES = np.array(
+    [[0, 1, 1.0], [3, 4, 2.0], [0, 3, 4.0], [2, 5, 3.0], [0, 2, 5.0]], dtype=np.float64
+)
+HAND_SUPERCLASSES = ["A", "A", "A", "B", "B", "B"]
+
+
+def test_dendrogram_purity_hand_computed():
+    assert hierarchy.dendrogram_purity(HAND_MERGES, HAND_SUPERCLASSES) == pytest.approx(2 / 3)
+
+
+def test_adjusted_rand_index_hand_computed():
+    clusters = hierarchy.cut_into_clusters(HAND_MERGES, 6, 2)
+    same = clusters[:, None] == clusters[None, :]
+    expected_same = np.array([c in (2, 5) for c in range(6)])
+    assert np.array_equal(same, expected_same[:, None] == expected_same[None, :])
+    ari = hierarchy.adjusted_rand_index(HAND_MERGES, HAND_SUPERCLASSES)
+    assert ari == pytest.approx(-8 / 37)
+
+
+def test_cut_undoes_the_highest_merges_not_the_last_rows():
+    # three clusters: the two highest merges (heights 5 and 4) undone, not the last two
+    # rows (heights 3 and 5, which would leave {0,1,3,4}, {2}, {5})
+    clusters = hierarchy.cut_into_clusters(HAND_MERGES, 6, 3)
+    groups = {frozenset(np.flatnonzero(clusters == c).tolist()) for c in set(clusters)}
+    assert groups == {frozenset({0, 1}), frozenset({3, 4}), frozenset({2, 5})}
+    assert np.array_equal(hierarchy.cut_into_clusters(HAND_MERGES, 6, 6), np.arange(6))
+    assert set(hierarchy.cut_into_clusters(HAND_MERGES, 6, 1)) == {0}
+
+
+def test_a_perfect_tree_scores_one_and_the_random_floor_is_below():
+    perfect = ["a", "a", "c", "b", "b", "c"]  # exactly the three lowest subtrees
+    assert hierarchy.dendrogram_purity(HAND_MERGES, perfect) == pytest.approx(1.0)
+    assert hierarchy.adjusted_rand_index(HAND_MERGES, perfect) == pytest.approx(1.0)
+    # 4 superclasses of 6 classes each, merged superclass by superclass
+    supers = np.repeat(np.arange(4), 6)
+    rows = [[c, c + k, 1.0 + k] for s in range(4) for c in [6 * s] for k in range(1, 6)]
+    rows += [[0, 6, 10.0], [12, 18, 11.0], [0, 12, 12.0]]
+    merges = np.array(rows)
+    assert hierarchy.dendrogram_purity(merges, supers) == pytest.approx(1.0)
+    assert hierarchy.adjusted_rand_index(merges, supers) == pytest.approx(1.0)
+    floor = hierarchy.random_floor(supers)
+    assert floor == hierarchy.random_floor(supers)  # fixed seed
+    # a random tree of 4 equal superclasses: purity well below 1, ARI about 0
+    assert 0.25 < floor["dendrogram_purity"] < 0.75
+    assert abs(floor["adjusted_rand_index"]) < 0.3
+
+
+def _naive_purity(merges, supers):
+    """The definition, literally: the leaf sets of every node, and for every
+    same-superclass pair the first node holding both."""
+    clusters = {c: {c} for c in range(len(supers))}
+    nodes = []
+    for i, j, _ in merges:
+        clusters[int(i)] = clusters[int(i)] | clusters.pop(int(j))
+        nodes.append(clusters[int(i)])
+    purities = []
+    for x, y in itertools.combinations(range(len(supers)), 2):
+        if supers[x] != supers[y]:
+            continue
+        node = next(n for n in nodes if x in n and y in n)
+        purities.append(sum(supers[c] == supers[x] for c in node) / len(node))
+    return np.mean(purities)
+
+
+def test_purity_matches_the_definition_on_random_trees():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        supers = rng.integers(0, 3, 13)
+        merges = hierarchy.random_merges(13, rng)
+        assert hierarchy.dendrogram_purity(merges, supers) == pytest.approx(
+            _naive_purity(merges, supers)
+        )
+
+
+def test_random_merges_are_a_dendrogram():
+    merges = hierarchy.random_merges(50, np.random.default_rng(1))
+    assert merges.shape == (49, 3)
+    alive = set(range(50))
+    for i, j, _ in merges:  # both alive when merged; j retired, i stands for the union
+        assert int(i) in alive and int(j) in alive and i != j
+        alive.remove(int(j))
+    assert len(alive) == 1
+
+
+def test_not_a_dendrogram_is_refused():
+    with pytest.raises(ValueError, match="shape"):
+        hierarchy.dendrogram_purity(HAND_MERGES[:4], HAND_SUPERCLASSES)
+    twice = HAND_MERGES.copy()
+    twice[4] = [0, 1, 5.0]  # 0 and 1 are already together
+    with pytest.raises(ValueError, match="twice"):
+        hierarchy.dendrogram_purity(twice, HAND_SUPERCLASSES)
+
+
+def test_a_tree_built_from_grouped_embeddings_recovers_the_groups():
+    """What the library's merges mean, end to end: classes whose embeddings sit in
+    three well separated groups give purity 1 and ARI 1 against those groups."""
+    g = torch.Generator().manual_seed(0)
+    groups = torch.eye(8)[:3] * 3  # three far apart group centres
+    supers = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])  # interleaved: not label order
+    centres = groups[supers] + 0.3 * torch.randn(9, 8, generator=g)
+    labels = torch.arange(9).repeat_interleave(4)
+    embeddings = centres[labels] + 0.02 * torch.randn(36, 8, generator=g)
+    tree = HierarchicalClassTree.from_embeddings(embeddings, labels, normalize=False)
+    merges = tree.merges.cpu().numpy()
+    assert hierarchy.dendrogram_purity(merges, supers) == pytest.approx(1.0)
+    assert hierarchy.adjusted_rand_index(merges, supers) == pytest.approx(1.0)
+    shuffled = supers[[1, 0, 2, 3, 4, 5, 6, 7, 8]]  # two classes swap superclasses
+    assert hierarchy.dendrogram_purity(merges, shuffled) < 0.9
+
+
+def test_cut_agrees_with_the_trees_own_level_cut_on_a_large_tree():
+    """1,500 classes: merge rounds, then the nearest-neighbour chain, rows not sorted by
+    height. Cutting into k clusters is cutting at a threshold between the k-th and the
+    (k-1)-th highest merge, as the library's cut_levels does."""
+    g = torch.Generator().manual_seed(1)
+    C = 1500
+    labels = torch.arange(C).repeat_interleave(2)
+    embeddings = torch.randn(C, 16, generator=g)[labels] + 0.1 * torch.randn(2 * C, 16)
+    tree = HierarchicalClassTree.from_embeddings(embeddings, labels)
+    merges = tree.merges.cpu().numpy()
+    heights = np.sort(merges[:, 2])
+    assert not np.all(np.diff(merges[:, 2]) >= 0)  # the rows are not in height order
+    for k in (2, 7, 60):
+        threshold = (heights[C - k - 1] + heights[C - k]) / 2
+        expected = cut_levels(merges, C, np.array([threshold]))[0]
+        clusters = hierarchy.cut_into_clusters(merges, C, k)
+        assert len(set(clusters)) == k
+        # the same partition: a bijection between the two labellings
+        assert len(set(zip(clusters, expected))) == k
+
+
+def test_superclasses_follow_the_trainers_label_mapping():
+    from pytorch_metric_learning.utils.common_functions import LabelMapper
+
+    labels = np.array([31, 7, 7, 20, 9, 31, 9, 20])  # sparse ids, not sorted
+    supers = np.array(["x", "y", "y", "x", "z", "x", "z", "x"])
+    mapper = LabelMapper(set_min_label_to_zero=True, dataset_labels=labels).map
+    tree_labels = np.array([0, 1, 2, 3])  # ranks: 7 -> 0, 9 -> 1, 20 -> 2, 31 -> 3
+    got = hierarchy.superclasses_of_tree_labels(tree_labels, labels, supers, lambda y: mapper(y, 0))
+    assert got.tolist() == ["y", "z", "x", "x"]
+    identity = hierarchy.superclasses_of_tree_labels([20, 31, 7], labels, supers)
+    assert identity.tolist() == ["x", "x", "y"]
+    with pytest.raises(ValueError, match=r"tree classes \[0"):
+        hierarchy.superclasses_of_tree_labels(tree_labels, labels, supers)  # not mapped
+    mixed = supers.copy()
+    mixed[2] = "z"
+    with pytest.raises(ValueError, match="class 7 has more than one superclass"):
+        hierarchy.superclasses_of_tree_labels(tree_labels, labels, mixed, lambda y: mapper(y, 0))
