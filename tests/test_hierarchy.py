@@ -1,14 +1,17 @@
 """The learned tree against known superclasses (benchmarks/hierarchy.py): dendrogram
 purity and ARI against hand-computed values, the random floor, what the tree's merges
-mean, the label-space mapping."""
+mean, the label-space mapping, the superclasses the loaders give."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from benchmarks import hierarchy
+from benchmarks.data import load_dataset
 from pml_htl import HierarchicalClassTree
 from pml_htl.tree.linkage import cut_levels
 
@@ -174,3 +177,45 @@ def test_superclasses_follow_the_trainers_label_mapping():
     mixed[2] = "z"
     with pytest.raises(ValueError, match="class 7 has more than one superclass"):
         hierarchy.superclasses_of_tree_labels(tree_labels, labels, mixed, lambda y: mapper(y, 0))
+
+
+def _grey_jpeg(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full((8, 8), 128, dtype=np.uint8), mode="L").save(path)
+
+
+def test_sop_gives_the_super_class_id_column(tmp_path):
+    root = tmp_path / "Stanford_Online_Products"
+    rows = {
+        "train": [(1, 1, "bicycle"), (2, 1, "bicycle"), (3, 2, "chair"), (4, 2, "chair")],
+        "test": [(5, 3, "bicycle"), (6, 3, "bicycle"), (7, 4, "chair"), (8, 4, "chair")],
+    }
+    super_ids = {"bicycle": 1, "chair": 4}
+    for split, items in rows.items():
+        lines = ["image_id class_id super_class_id path"]
+        for image_id, class_id, category in items:
+            rel = f"{category}_final/{class_id}_{image_id}.JPG"
+            lines.append(f"{image_id} {class_id} {super_ids[category]} {rel}")
+            _grey_jpeg(root / rel)
+        (root / f"Ebay_{split}.txt").write_text("\n".join(lines) + "\n")
+    splits = load_dataset("sop", data_root=str(tmp_path), progress=False)
+    assert splits.train_labels.tolist() == [1, 1, 2, 2]
+    assert splits.train_superclasses.tolist() == [1, 1, 4, 4]
+
+
+def test_inshop_gives_the_garment_category_of_the_path(tmp_path):
+    rows = [
+        ("img/WOMEN/Blouses_Shirts/id_00000001/02_1_front.jpg", "id_00000001", "train"),
+        ("img/WOMEN/Dresses/id_00000002/02_1_front.jpg", "id_00000002", "train"),
+        ("img/MEN/Denim/id_00000005/01_1_front.jpg", "id_00000005", "train"),
+        ("img/WOMEN/Skirts/id_00000007/01_1_front.jpg", "id_00000007", "query"),
+        ("img/WOMEN/Skirts/id_00000007/01_2_side.jpg", "id_00000007", "gallery"),
+    ]
+    text = [str(len(rows)), "image_name item_id evaluation_status"]
+    text += [f"{p} {i} {s}" for p, i, s in rows]
+    (tmp_path / "list_eval_partition.txt").write_text("\n".join(text) + "\n")
+    for path, _, _ in rows:
+        _grey_jpeg(tmp_path / path)
+    splits = load_dataset("inshop", data_root=str(tmp_path), progress=False)
+    assert splits.train_labels.tolist() == [1, 2, 5]
+    assert splits.train_superclasses.tolist() == ["Blouses_Shirts", "Dresses", "Denim"]
