@@ -1,8 +1,10 @@
 """The learned tree against known superclasses (benchmarks/hierarchy.py): dendrogram
 purity and ARI against hand-computed values, the random floor, what the tree's merges
-mean, the label-space mapping, the superclasses the loaders give."""
+mean, the label-space mapping, the superclasses the loaders give, and compare.py
+recording the measures on the glyph data set."""
 
 import itertools
+import json
 import os
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import hierarchy
+from benchmarks import compare, hierarchy
 from benchmarks.data import load_dataset
 from pml_htl import HierarchicalClassTree
 from pml_htl.tree.linkage import cut_levels
@@ -179,6 +181,43 @@ def test_superclasses_follow_the_trainers_label_mapping():
         hierarchy.superclasses_of_tree_labels(tree_labels, labels, mixed, lambda y: mapper(y, 0))
 
 
+def test_epoch_end_measures_the_hooks_tree_in_the_trainers_label_space(blob_dataset):
+    """compare.py's wiring with a real PML trainer that remaps the labels 100, 103, ...
+    to 0, 1, ...: the superclasses (the blobs' nearest group) reach the right classes."""
+    from pytorch_metric_learning import trainers
+
+    from pml_htl.tree_hooks import TreeRebuildHook
+
+    # three groups of blob classes, far apart, in the data set's own labels
+    groups = np.arange(12) % 3
+    blob_dataset.data = (
+        blob_dataset.data * 0.05 + 5 * torch.eye(6)[groups][np.repeat(np.arange(12), 10)]
+    )
+    supers = groups[(blob_dataset.labels - 100) // 3]
+    trainer = trainers.MetricLossOnly(
+        models={"trunk": torch.nn.Identity(), "embedder": torch.nn.Identity()},
+        optimizers={},
+        batch_size=8,
+        loss_funcs={"metric_loss": torch.nn.Module()},
+        mining_funcs={},
+        dataset=blob_dataset,
+        set_min_label_to_zero=True,
+        dataset_labels=blob_dataset.labels,
+    )
+    cfg = {"epochs": 3, "eval_every": 1, "iters_per_epoch": 5}
+    hook = TreeRebuildHook(blob_dataset)
+    epoch_end = compare.EpochEnd(cfg, None, hook, "t", compare.Console(quiet=True), 1)
+    epoch_end.hierarchy = hierarchy.HierarchyTracker(blob_dataset.labels, supers)
+    epoch_end.rebuild_tree(trainer, 2)
+    assert hook.tree.labels.tolist() == list(range(12))
+    (entry,) = epoch_end.hierarchy.entries
+    assert entry["iteration"] == 10
+    assert entry["num_classes"] == 12 and entry["num_superclasses"] == 3
+    assert entry["dendrogram_purity"] == pytest.approx(1.0)
+    assert entry["adjusted_rand_index"] == pytest.approx(1.0)
+    assert entry["random_dendrogram_purity"] < 0.8
+
+
 def _grey_jpeg(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(np.full((8, 8), 128, dtype=np.uint8), mode="L").save(path)
@@ -219,3 +258,80 @@ def test_inshop_gives_the_garment_category_of_the_path(tmp_path):
     splits = load_dataset("inshop", data_root=str(tmp_path), progress=False)
     assert splits.train_labels.tolist() == [1, 2, 5]
     assert splits.train_superclasses.tolist() == ["Blouses_Shirts", "Dresses", "Denim"]
+
+
+def test_compare_records_the_measures_on_the_glyphs(tmp_path):
+    """compare.py on the glyphs (scripts as superclasses): the HTL run's JSON holds one
+    entry per tree (the initial one and one after each epoch but the last);
+    results.json, results.md and hierarchy.png show them."""
+    out = tmp_path / "out"
+    compare.main(
+        ["--dataset", "glyphs", "--quick", "--glyph-samples", "4", "--losses", "htl",
+         "--epochs", "2", "--iters-per-epoch", "1", "--eval-every", "2", "--batch-size", "16",
+         "--embedding-size", "8", "--device", "cpu", "--quiet", "--out", str(out)]
+    )  # fmt: skip
+    run = json.loads((out / "runs" / "htl__seed0.json").read_text())
+    assert [e["iteration"] for e in run["hierarchy"]] == [0, 1]
+    for entry in run["hierarchy"]:
+        assert entry["num_classes"] == 224 and entry["num_superclasses"] == 7
+        for key in ("dendrogram_purity", "random_dendrogram_purity"):
+            assert 0.0 < entry[key] <= 1.0
+        for key in ("adjusted_rand_index", "random_adjusted_rand_index"):
+            assert -1.0 <= entry[key] <= 1.0
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    last = run["hierarchy"][-1]
+    assert summary["htl"]["dendrogram_purity"] == pytest.approx([last["dendrogram_purity"], 0])
+    md = (out / "results.md").read_text()
+    section = md[md.index("## The learned tree") :]
+    (htl_row,) = [line for line in section.splitlines() if line.startswith("| HTL")]
+    assert f"{last['dendrogram_purity']:.3f}" in htl_row
+    assert f"{last['random_dendrogram_purity']:.3f}" in htl_row
+    assert (out / "hierarchy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _run(loss, seed, hierarchy_entries=None):
+    run = {"loss": loss, "seed": seed, "final": {"recall_at_1": 0.5}, "seconds_per_iteration": 1.0,
+           "tree_seconds": 0.0, "curve": [{"iteration": 0, "recall_at_1": 0.5}]}  # fmt: skip
+    if hierarchy_entries is not None:
+        run["hierarchy"] = [
+            {"iteration": it, "dendrogram_purity": p, "adjusted_rand_index": a,
+             "random_dendrogram_purity": 0.25, "random_adjusted_rand_index": 0.0}
+            for it, p, a in hierarchy_entries
+        ]  # fmt: skip
+    return run
+
+
+def _cfg(out, losses):
+    return {"losses": losses, "seeds": [0, 1], "recall_ks": [1], "out": str(out),
+            "dataset": "glyphs", "epochs": 2, "iters_per_epoch": 5}  # fmt: skip
+
+
+def test_reports_show_the_last_trees_mean_and_std_over_seeds(tmp_path):
+    from benchmarks.report import write_reports
+
+    runs = [
+        _run("triplet", 0),
+        _run("triplet", 1),
+        _run("htl", 0, [(0, 0.3, 0.1), (5, 0.5, 0.2)]),
+        _run("htl", 1, [(0, 0.3, 0.1), (5, 0.7, 0.4)]),
+    ]
+    titles = {"triplet": "Triplet", "htl": "HTL"}
+    md = write_reports(runs, _cfg(tmp_path, ["triplet", "htl"]), {}, titles)
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]
+    # the last tree of each seed: purity 0.5 and 0.7, ARI 0.2 and 0.4
+    assert summary["htl"]["dendrogram_purity"] == pytest.approx([0.6, 0.1])
+    assert summary["htl"]["adjusted_rand_index"] == pytest.approx([0.3, 0.1])
+    assert summary["htl"]["random_dendrogram_purity"] == pytest.approx([0.25, 0.0])
+    assert "dendrogram_purity" not in summary["triplet"]
+    section = md[md.index("## The learned tree") :]
+    assert "| loss | dendrogram purity | random tree | ARI | random tree | seeds |" in section
+    assert "| HTL | 0.600 ± 0.100 | 0.250 ± 0.000 | 0.300 ± 0.100 | 0.000 ± 0.000 | 2 |" in section
+    assert "Triplet" not in section
+    assert (tmp_path / "hierarchy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_hierarchy_section_or_plot_without_superclasses(tmp_path):
+    from benchmarks.report import write_reports
+
+    md = write_reports([_run("htl", 0)], _cfg(tmp_path, ["htl"]), {}, {"htl": "HTL"})
+    assert "learned tree" not in md and not (tmp_path / "hierarchy.png").exists()
