@@ -47,6 +47,7 @@ from benchmarks.backbones import (  # noqa: E402
     random_init_problem,
 )
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
+from benchmarks.hierarchy import HierarchyTracker  # noqa: E402
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
 from benchmarks.verification import verification_metrics  # noqa: E402
 from benchmarks.weights import WeightsError  # noqa: E402
@@ -428,6 +429,8 @@ def run_one(
     )
     name = f"{loss_name} seed {seed}"
     epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size)
+    if tree_hook is not None and splits.train_superclasses is not None and rank == 0:
+        epoch_end.hierarchy = HierarchyTracker(splits.train_labels, splits.train_superclasses)
     trainer = build_trainer(
         cfg,
         splits,
@@ -568,12 +571,15 @@ class EpochEnd:
         self.world_size = world_size
         self.name, self.console = name, console
         self.tree_seconds = 0.0
+        self.iters_per_epoch = cfg["iters_per_epoch"]
+        #: measures each new tree against the data set's superclasses, when it has some
+        self.hierarchy: Optional[HierarchyTracker] = None
         self.bar = console.bar(total=self.epochs, desc=f"{name}: epochs")
         self.epoch_started = time.perf_counter()
 
     def __call__(self, trainer) -> bool:
         if self.tree_hook is not None and trainer.epoch < self.epochs:
-            self.rebuild_tree(trainer)
+            self.rebuild_tree(trainer, trainer.epoch)
         seconds = time.perf_counter() - self.epoch_started
         metrics = None
         if trainer.epoch % self.eval_every == 0 or trainer.epoch == self.epochs:
@@ -585,10 +591,24 @@ class EpochEnd:
         self.epoch_started = time.perf_counter()
         return True
 
-    def rebuild_tree(self, trainer) -> None:
+    def rebuild_tree(self, trainer, epoch: int) -> None:
         start = time.perf_counter()
         self.tree_hook(trainer)
         self.tree_seconds += time.perf_counter() - start
+        if self.hierarchy is not None:
+            from pytorch_metric_learning.utils import common_functions as c_f
+
+            level, mapper = trainer.label_hierarchy_level, trainer.label_mapper
+            self.hierarchy.record(
+                self.tree_hook.tree,
+                epoch * self.iters_per_epoch,
+                lambda labels: c_f.process_label(labels, level, mapper),  # as the hook maps
+            )
+
+    @property
+    def measure_seconds(self) -> float:
+        """Time spent measuring trees against superclasses (not training)."""
+        return self.hierarchy.seconds if self.hierarchy is not None else 0.0
 
 
 def build_trainer(
@@ -632,16 +652,17 @@ def train(trainer, epochs: int, evaluation: Evaluation, epoch_end: EpochEnd) -> 
     eval_seconds_before = evaluation.seconds
     start = epoch_end.epoch_started = time.perf_counter()
     if epoch_end.tree_hook is not None:
-        epoch_end.rebuild_tree(trainer)  # the initial tree, from the starting model
+        epoch_end.rebuild_tree(trainer, 0)  # the initial tree, from the starting model
     trainer.train(num_epochs=epochs)
     total = time.perf_counter() - start
     epoch_end.bar.close()
-    return total - (evaluation.seconds - eval_seconds_before)
+    return total - (evaluation.seconds - eval_seconds_before) - epoch_end.measure_seconds
 
 
 def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_seconds, device):
     """The run's record, as written to runs/<loss>__seed<seed>.json."""
     iterations = cfg["epochs"] * cfg["iters_per_epoch"]
+    hierarchy = {} if epoch_end.hierarchy is None else {"hierarchy": epoch_end.hierarchy.entries}
     return {
         "loss": loss_name,
         "seed": seed,
@@ -656,6 +677,7 @@ def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_secon
         "seconds_per_iteration": train_seconds / iterations,
         "git_commit": git_commit(),
         "device": describe_device(device),
+        **hierarchy,
     }
 
 

@@ -128,6 +128,9 @@ class DataSplits:
     channels: int
     description: str
     pairs: Optional[IndexedPairs] = None  # verification pairs into ``query`` (faces)
+    #: (N,) superclass of every training sample (glyph script, SOP super_class_id,
+    #: In-shop garment category), or None: what the learned tree is measured against
+    train_superclasses: Optional[np.ndarray] = None
 
 
 def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
@@ -155,12 +158,30 @@ def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
         RECALL_KS.get(name, DEFAULT_RECALL_KS),
         3,
         f"{name} (PML's standard class split)",
+        train_superclasses=_sop_superclasses(data_root, len(train)) if name == "sop" else None,
     )
+
+
+def _sop_superclasses(data_root: str, num_rows: int) -> np.ndarray:
+    """Ebay_train.txt's super_class_id column, row by row (PML's SOP class reads the
+    same rows in the same order but keeps class_id and path only)."""
+    path = os.path.join(data_root, "Stanford_Online_Products", "Ebay_train.txt")
+    with open(path) as f:
+        rows = [line.split() for line in f if line.strip()]
+    if rows and rows[0][:3] == ["image_id", "class_id", "super_class_id"]:
+        rows = rows[1:]
+    if len(rows) != num_rows or any(len(r) != 4 for r in rows):
+        raise DataError(
+            f"{path}: expected {num_rows} rows 'image_id class_id super_class_id path' "
+            "after its header line"
+        )
+    return np.asarray([int(r[2]) for r in rows], dtype=np.int64)
 
 
 def _inshop(data_root: str, train_tf, eval_tf) -> DataSplits:
     _require(data_root, "inshop", "list_eval_partition.txt")
     parts = {"train": ([], []), "query": ([], []), "gallery": ([], [])}
+    categories = []  # of the train images: img/<gender>/<category>/<item>/<file>
     with open(os.path.join(data_root, "list_eval_partition.txt")) as f:
         lines = f.read().splitlines()[2:]
     for line in lines:
@@ -173,6 +194,8 @@ def _inshop(data_root: str, train_tf, eval_tf) -> DataSplits:
         path, item, status = fields
         parts[status][0].append(os.path.join(data_root, path))
         parts[status][1].append(int(item.split("_")[-1]))
+        if status == "train":
+            categories.append(path.split("/")[2] if path.count("/") >= 4 else None)
     for status, (paths, _) in parts.items():
         if not paths:
             raise DataError(f"list_eval_partition.txt lists no {status!r} image")
@@ -187,6 +210,7 @@ def _inshop(data_root: str, train_tf, eval_tf) -> DataSplits:
         RECALL_KS["inshop"],
         3,
         "In-shop (3,997 train identities; query against gallery)",
+        train_superclasses=None if None in categories else np.asarray(categories),
     )
 
 
@@ -290,6 +314,7 @@ def _glyphs(train_tf, eval_tf, samples_per_class: int, progress: bool) -> DataSp
         1,
         f"glyphs ({len(np.unique(train.labels))} train / {len(np.unique(test.labels))} test "
         f"character classes, {samples_per_class} renderings each, 32x32)",
+        train_superclasses=np.asarray(train.superclass_labels),
     )
 
 

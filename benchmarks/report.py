@@ -29,6 +29,16 @@ VERIFICATION_COLUMNS = [
 UNRANKED = {"lfw_verification_accuracy_std"}
 
 
+#: The learned tree against the data set's superclasses (benchmarks/hierarchy.py):
+#: the last tree's values, and those of random trees of the same classes.
+HIERARCHY_COLUMNS = [
+    ("dendrogram_purity", "dendrogram purity"),
+    ("random_dendrogram_purity", "random tree"),
+    ("adjusted_rand_index", "ARI"),
+    ("random_adjusted_rand_index", "random tree"),
+]
+
+
 def atomic_write(path: str, data: Union[str, bytes]) -> None:
     """Write to a temporary file beside ``path``, then rename: never a half file."""
     folder = os.path.dirname(path) or "."
@@ -65,6 +75,11 @@ def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
         row = {"seeds": [r["seed"] for r in mine]}
         for key in metric_keys(cfg) + ["seconds_per_iteration", "tree_seconds"]:
             values = [r[key] if key in r else r["final"].get(key) for r in mine]
+            values = [v for v in values if v is not None]
+            if values:
+                row[key] = (float(np.mean(values)), float(np.std(values)))
+        for key, _ in HIERARCHY_COLUMNS:
+            values = [r["hierarchy"][-1][key] for r in mine if r.get("hierarchy")]
             values = [v for v in values if v is not None]
             if values:
                 row[key] = (float(np.mean(values)), float(np.std(values)))
@@ -157,13 +172,78 @@ def results_markdown(table, cfg, titles: Mapping[str, str]) -> str:
     )
     if cfg.get("verification"):
         header += f"LFW verif.: {cfg['verification']}; fold std: its std over the folds.\n\n"
-    return header + markdown_table(table, cfg, titles)
+    return header + markdown_table(table, cfg, titles) + hierarchy_markdown(table, titles)
+
+
+def hierarchy_markdown(table, titles: Mapping[str, str]) -> str:
+    """The learned tree against the superclasses, for the losses that measured it."""
+    rows = {loss: row for loss, row in table.items() if "dendrogram_purity" in row}
+    if not rows:
+        return ""
+    lines = [
+        "\n## The learned tree against the data set's superclasses\n",
+        "The last class tree of each run (built from the model before the last epoch) "
+        "against the superclasses of the training classes: dendrogram purity, and the "
+        "adjusted Rand index of the tree cut into as many clusters as superclasses; "
+        "beside each, the mean over random trees of the same classes (the floor). "
+        "Mean ± std over seeds.\n",
+        "| loss | " + " | ".join(t for _, t in HIERARCHY_COLUMNS) + " | seeds |",
+        "|" + "---|" * (len(HIERARCHY_COLUMNS) + 2),
+    ]
+    for loss, row in rows.items():
+        cells = []
+        for key, _ in HIERARCHY_COLUMNS:
+            if key not in row:
+                cells.append("–")
+                continue
+            mean, std = row[key]
+            cells.append(f"{mean:.3f}" + (f" ± {std:.3f}" if len(row["seeds"]) > 1 else ""))
+        lines.append(f"| {titles[loss]} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def hierarchy_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
+    """Dendrogram purity and ARI against iteration (mean over seeds), the random-tree
+    floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    measures = [("dendrogram_purity", "dendrogram purity"), ("adjusted_rand_index", "ARI")]
+    for ax, (key, label) in zip(axes, measures):
+        for loss in cfg["losses"]:
+            mine = [r for r in runs if r["loss"] == loss and r.get("hierarchy")]
+            if not mine:
+                continue
+            its = [e["iteration"] for e in mine[0]["hierarchy"]]
+            values = np.array([[_nan(e[key]) for e in r["hierarchy"]] for r in mine])
+            (line,) = ax.plot(its, values.mean(0), marker="o", ms=3, label=titles[loss])
+            floor = np.array([[_nan(e["random_" + key]) for e in r["hierarchy"]] for r in mine])
+            ax.plot(its, floor.mean(0), "--", color=line.get_color(), alpha=0.7,
+                    label=f"{titles[loss]}: random tree")  # fmt: skip
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Class tree against the superclasses of {cfg['dataset']}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def write_reports(
     runs, cfg, environment, titles: Mapping[str, str], dashed: Collection[str] = ()
 ) -> str:
-    """Write results.json, .csv, .md and convergence.png to cfg["out"]; return the markdown."""
+    """Write results.json, .csv, .md, convergence.png (and hierarchy.png when the runs
+    measured their trees) to cfg["out"]; return the markdown."""
     out = cfg["out"]
     table = summarize(runs, cfg)
     results = {
@@ -183,4 +263,6 @@ def write_reports(
         atomic_write(
             os.path.join(out, "convergence.png"), convergence_png(runs, cfg, titles, dashed)
         )
+    if any(r.get("hierarchy") for r in runs):
+        atomic_write(os.path.join(out, "hierarchy.png"), hierarchy_png(runs, cfg, titles))
     return markdown
