@@ -22,6 +22,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 #: Recall@K cut-offs the literature reports per data set.
 RECALL_KS = {
+    "cub": (1, 2, 4, 8, 16, 32),
+    "cars196": (1, 2, 4, 8, 16, 32),
     "sop": (1, 10, 100, 1000),
     "inshop": (1, 10, 20, 30, 40, 50),
 }
@@ -179,7 +181,7 @@ def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
         test,
         np.asarray(train.labels),
         True,
-        RECALL_KS.get(name, DEFAULT_RECALL_KS),
+        RECALL_KS[name],
         3,
         _describe(name, listing, f"PML's {cls.__name__}"),
     )
@@ -196,7 +198,7 @@ def _path_splits(name: str, listing, train_tf, eval_tf) -> DataSplits:
         test,
         train.labels,
         True,
-        RECALL_KS.get(name, DEFAULT_RECALL_KS),
+        RECALL_KS[name],
         3,
         _describe(name, listing, listing.layout),
     )
