@@ -40,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks import recall_ks  # noqa: E402
 from benchmarks.backbones import (  # noqa: E402
     BACKBONES,
     check_pretrained_weights,
@@ -751,6 +752,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="--preset paper without --pretrained-weights: run anyway",
     )
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    p.add_argument(
+        "--recall-ks",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Recall@K cut-offs, 1 among them (default: the data set's, as the literature "
+        "reports them;\na default K above the neighbours a query has is left out)",
+    )
     p.add_argument("--hp", action="append", help="override a hyper-parameter: LOSS.KEY=VALUE")
     p.add_argument("--device", default=None, help="default: cuda when available")
     p.add_argument("--num-workers", type=int, default=0)
@@ -796,6 +806,7 @@ def resolve_config(args) -> Dict[str, Any]:
         preset=args.preset,
         quick=args.quick,
         eval_every=args.eval_every,
+        recall_ks=recall_ks.check_requested(args.recall_ks),
         num_workers=args.num_workers,
         hyperparameters=parse_hp(args.hp, losses),
         out=args.out or os.path.join("results", cfg["dataset"]),
@@ -932,15 +943,17 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
 
     device = torch.device(cfg["device"])
     splits = load_splits(cfg, console.bars)
-    cfg["recall_ks"] = list(splits.recall_ks)
+    cfg["recall_ks"], ks_notice = recall_ks.choose(splits, cfg["recall_ks"], cfg["dataset"])
     cfg["data"] = splits.description
     if splits.pairs is not None:
         cfg["verification"] = splits.pairs.description
-    calculator = make_accuracy_calculator(recall_at_ks=tuple(splits.recall_ks), device=device)
+    calculator = make_accuracy_calculator(recall_at_ks=tuple(cfg["recall_ks"]), device=device)
     environment = describe_environment(device)
     missing = record_keeper_missing()
     if missing:
         console.say(f"CSV/TensorBoard logs skipped: {missing} (pip install -e .[hooks])")
+    if ks_notice:
+        console.say(ks_notice)
     console.say(
         f"data: {splits.description}; device: {environment['device']}; processes: {world_size}"
     )

@@ -6,6 +6,7 @@ expected layout when it is missing or malformed.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import struct
@@ -24,6 +25,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 #: Recall@K cut-offs the literature reports per data set.
 RECALL_KS = {
+    "cub": (1, 2, 4, 8, 16, 32),
+    "cars196": (1, 2, 4, 8, 16, 32),
     "sop": (1, 10, 100, 1000),
     "inshop": (1, 10, 20, 30, 40, 50),
 }
@@ -34,10 +37,14 @@ GLYPH_SEED = 0
 LAYOUTS = {
     "cub": "DATA_ROOT/CUB_200_2011/{images.txt, image_class_labels.txt, images/}",
     "cars196": (
-        "DATA_ROOT/{names.csv, anno_train.csv, anno_test.csv, car_data/car_data/{train,test}/}"
+        "DATA_ROOT/{cars_annos.mat, car_ims/} (official) or DATA_ROOT/{names.csv, "
+        "anno_train.csv, anno_test.csv, car_data/car_data/{train,test}/<class name>/}"
     ),
     "sop": "DATA_ROOT/Stanford_Online_Products/{Ebay_train.txt, Ebay_test.txt, <category>_final/}",
-    "inshop": "DATA_ROOT/{list_eval_partition.txt, img/...} (DeepFashion In-shop)",
+    "inshop": (
+        "DATA_ROOT/{Eval/list_eval_partition.txt, Img/img/...} (official unpack) or "
+        "DATA_ROOT/{list_eval_partition.txt, img/...} (DeepFashion In-shop)"
+    ),
     "folder": "DATA_ROOT/<class name>/<image files> (one sub-folder per class)",
     "fashion-mnist": "DATA_ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
     "faces": (
@@ -101,6 +108,18 @@ class ArrayDataset(Dataset):
         return (self.transform(img) if self.transform else img), int(self.labels[i])
 
 
+class RGBFirst:
+    """Converts a PIL image to RGB, then applies ``transform``: PML's data sets hand
+    the transform the image in the file's own mode (L, LA, P, CMYK, RGBA)."""
+
+    def __init__(self, transform: Optional[Callable] = None):
+        self.transform = transform
+
+    def __call__(self, img: Image.Image):
+        img = img.convert("RGB")
+        return img if self.transform is None else self.transform(img)
+
+
 class WithTransform(Dataset):
     """Another view of a PML data set (its items are (PIL image, label))."""
 
@@ -134,20 +153,37 @@ class DataSplits:
 
 
 def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
+    """CUB, SOP and Cars196 in PML's layout through PML's dataset classes, their
+    files checked first and their images converted to RGB."""
     from pytorch_metric_learning import datasets as pml_datasets
 
-    cls, required = {
-        "cub": (pml_datasets.CUB, ["CUB_200_2011/images.txt"]),
-        "cars196": (pml_datasets.Cars196, ["names.csv", "anno_train.csv"]),
-        "sop": (pml_datasets.StanfordOnlineProducts, ["Stanford_Online_Products/Ebay_train.txt"]),
+    from benchmarks.layouts import CARS_OFFICIAL, read_layout
+
+    required = {
+        "cub": ["CUB_200_2011/images.txt", "CUB_200_2011/image_class_labels.txt"],
+        "sop": [f"Stanford_Online_Products/Ebay_{s}.txt" for s in ("train", "test")],
+    }
+    _require(data_root, name, *required.get(name, []))
+    listing = read_layout(name, data_root)
+    if listing.layout == CARS_OFFICIAL:
+        return _path_splits(name, listing, train_tf, eval_tf)
+    cls = {
+        "cub": pml_datasets.CUB,
+        "cars196": pml_datasets.Cars196,
+        "sop": pml_datasets.StanfordOnlineProducts,
     }[name]
-    _require(data_root, name, *required)
-    try:
-        train = cls(data_root, split="train", transform=train_tf, download=False)
-        train_eval = cls(data_root, split="train", transform=eval_tf, download=False)
-        test = cls(data_root, split="test", transform=eval_tf, download=False)
-    except (OSError, ValueError, IndexError) as e:
-        raise DataError(f"--data-root {data_root!r} is malformed ({e}); expected {LAYOUTS[name]}")
+    train = cls(data_root, split="train", transform=RGBFirst(train_tf), download=False)
+    test = cls(data_root, split="test", transform=RGBFirst(eval_tf), download=False)
+    for split, dataset in (("train", train), ("test", test)):
+        if list(dataset.paths) != listing[split].paths or (
+            list(dataset.labels) != listing[split].labels
+        ):
+            raise DataError(
+                f"PML's {cls.__name__} reads another {split} split from {listing.files} than "
+                "the checked one; please report this file layout"
+            )
+    train_eval = copy.copy(train)  # the same list, another transform
+    train_eval.transform = RGBFirst(eval_tf)
     return DataSplits(
         train,
         train_eval,
@@ -155,9 +191,9 @@ def _pml_dataset(name: str, data_root: str, train_tf, eval_tf) -> DataSplits:
         test,
         np.asarray(train.labels),
         True,
-        RECALL_KS.get(name, DEFAULT_RECALL_KS),
+        RECALL_KS[name],
         3,
-        f"{name} (PML's standard class split)",
+        _describe(name, listing, f"PML's {cls.__name__}"),
         train_superclasses=_sop_superclasses(data_root, len(train)) if name == "sop" else None,
     )
 
@@ -178,40 +214,68 @@ def _sop_superclasses(data_root: str, num_rows: int) -> np.ndarray:
     return np.asarray([int(r[2]) for r in rows], dtype=np.int64)
 
 
-def _inshop(data_root: str, train_tf, eval_tf) -> DataSplits:
-    _require(data_root, "inshop", "list_eval_partition.txt")
-    parts = {"train": ([], []), "query": ([], []), "gallery": ([], [])}
-    categories = []  # of the train images: img/<gender>/<category>/<item>/<file>
-    with open(os.path.join(data_root, "list_eval_partition.txt")) as f:
-        lines = f.read().splitlines()[2:]
-    for line in lines:
-        fields = line.split()
-        if len(fields) != 3 or fields[2] not in parts:
-            raise DataError(
-                f"list_eval_partition.txt: unexpected line {line!r}; expected "
-                "'image_name item_id evaluation_status' after two header lines"
-            )
-        path, item, status = fields
-        parts[status][0].append(os.path.join(data_root, path))
-        parts[status][1].append(int(item.split("_")[-1]))
-        if status == "train":
-            categories.append(path.split("/")[2] if path.count("/") >= 4 else None)
-    for status, (paths, _) in parts.items():
-        if not paths:
-            raise DataError(f"list_eval_partition.txt lists no {status!r} image")
-    train = PathDataset(*parts["train"], transform=train_tf)
+def _path_splits(name: str, listing, train_tf, eval_tf) -> DataSplits:
+    """A layout PML has no class for: the listed paths, opened as RGB."""
+    train = PathDataset(*_fields(listing["train"]), transform=train_tf)
+    test = PathDataset(*_fields(listing["test"]), transform=eval_tf)
     return DataSplits(
         train,
-        PathDataset(*parts["train"], transform=eval_tf),
-        PathDataset(*parts["query"], transform=eval_tf),
-        PathDataset(*parts["gallery"], transform=eval_tf),
+        PathDataset(*_fields(listing["train"]), transform=eval_tf),
+        test,
+        test,
+        train.labels,
+        True,
+        RECALL_KS[name],
+        3,
+        _describe(name, listing, listing.layout),
+    )
+
+
+def _fields(split):
+    return split.paths, split.labels
+
+
+def _describe(name: str, listing, source: str) -> str:
+    counts = ", ".join(
+        f"{split} {len(set(s.labels))} classes / {len(s.paths)} images"
+        for split, s in listing.splits.items()
+    )
+    return f"{name} ({source}; {counts})"
+
+
+def _inshop(data_root: str, train_tf, eval_tf) -> DataSplits:
+    from benchmarks.layouts import read_layout
+
+    _require(data_root, "inshop")
+    listing = read_layout("inshop", data_root)
+    train = PathDataset(*_fields(listing["train"]), transform=train_tf)
+    return DataSplits(
+        train,
+        PathDataset(*_fields(listing["train"]), transform=eval_tf),
+        PathDataset(*_fields(listing["query"]), transform=eval_tf),
+        PathDataset(*_fields(listing["gallery"]), transform=eval_tf),
         train.labels,
         False,
         RECALL_KS["inshop"],
         3,
-        "In-shop (3,997 train identities; query against gallery)",
-        train_superclasses=None if None in categories else np.asarray(categories),
+        _describe("inshop", listing, f"{listing.layout} layout; query against gallery"),
+        train_superclasses=_inshop_categories(listing["train"].paths),
     )
+
+
+def _inshop_categories(paths) -> Optional[np.ndarray]:
+    """The garment category of each In-shop image, from its path
+    (``.../img/<gender>/<category>/<item>/<file>``); None if a path has none."""
+    categories = []
+    for path in paths:
+        parts = path.replace(os.sep, "/").split("/")
+        if "img" not in parts:
+            return None
+        i = len(parts) - 1 - parts[::-1].index("img")
+        if len(parts) - i < 5:  # img, gender, category, item, file
+            return None
+        categories.append(parts[i + 2])
+    return np.asarray(categories)
 
 
 def _folder(data_root: str, train_tf, eval_tf, train_classes_file: Optional[str]) -> DataSplits:
