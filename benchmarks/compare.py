@@ -900,6 +900,18 @@ def load_splits(cfg, progress: bool) -> DataSplits:
         raise SystemExit(f"error: {e}")
 
 
+def check_classes_per_batch(cfg, train_labels) -> None:
+    """A batch holds B / t classes (t samples each): the training split must have them."""
+    needed = cfg["batch_size"] // cfg["samples_per_class"]
+    available = len(np.unique(train_labels))
+    if available < needed:
+        raise SystemExit(
+            f"error: the training split holds {available} classes, but --batch-size "
+            f"{cfg['batch_size']} with --samples-per-class {cfg['samples_per_class']} needs "
+            f"{needed} classes per batch: lower --batch-size or use a data set with more classes"
+        )
+
+
 def describe_environment(device: torch.device) -> Dict[str, Any]:
     return {
         "versions": package_versions(),
@@ -943,6 +955,7 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
 
     device = torch.device(cfg["device"])
     splits = load_splits(cfg, console.bars)
+    check_classes_per_batch(cfg, splits.train_labels)
     cfg["recall_ks"], ks_notice = recall_ks.choose(splits, cfg["recall_ks"], cfg["dataset"])
     cfg["data"] = splits.description
     if splits.pairs is not None:

@@ -328,3 +328,10 @@ def test_choice_variants_set_exactly_their_option(name):
 
 def compare_cfg():
     return {"hyperparameters": {n: {"beta": 0.1} for n in ["htl", *compare.CHOICE_VARIANTS]}}
+
+
+def test_too_few_training_classes_for_a_batch_is_one_error_line(folder_root, tmp_path):
+    """The folder fixture's 4 training classes are fewer than 256 / 2 = 128."""
+    with pytest.raises(SystemExit, match="error: the training split holds 4 classes.* needs 128"):
+        compare.main(args_for(folder_root, str(tmp_path / "out"), seeds=("0",)) + [
+            "--batch-size", "256"])  # fmt: skip

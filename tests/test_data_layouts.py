@@ -508,18 +508,6 @@ def test_missing_images_stop_compare_before_any_model_is_built(tmp_path, monkeyp
 KEPT_KS = {"cub": [1, 2, 4, 8], "cars196": [1, 2, 4, 8], "sop": [1, 10], "inshop": [1, 10]}
 
 
-@pytest.fixture(scope="module")
-def googlenet_weights(tmp_path_factory):
-    """A state dict shaped like torchvision's ImageNet googlenet (random values:
-    nothing is downloaded)."""
-    import torchvision
-
-    path = tmp_path_factory.mktemp("weights") / "googlenet.pth"
-    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
-    torch.save(model.state_dict(), path)
-    return str(path)
-
-
 @pytest.mark.parametrize("fake", sorted(FAKES))
 def test_compare_runs_end_to_end_with_the_paper_preset(
     fakes, fake, googlenet_weights, tmp_path, capsys

@@ -294,3 +294,21 @@ def test_compare_end_to_end_reports_verification_accuracy(faces_root, tmp_path):
     assert "lfw_verification_accuracy" in header and "lfw_verification_accuracy_std" in header
     md = (out / "results.md").read_text()
     assert "| LFW verif. |" in md and "LFW verif. fold std" in md and "2-fold" in md
+
+
+def test_compare_runs_the_paper_preset_on_faces(faces_root, googlenet_weights, tmp_path):
+    """--preset paper (googlenet with ImageNet-shaped weights) trains on CASIA-WebFace
+    and reports LFW verification, grey images included."""
+    out = tmp_path / "out"
+    compare.main(
+        [
+            "--preset", "paper", "--dataset", "faces", "--data-root", str(faces_root),
+            "--pretrained-weights", googlenet_weights, "--image-size", "16", "--epochs", "1",
+            "--iters-per-epoch", "1", "--batch-size", "16", "--losses", "triplet", "htl",
+            "--device", "cpu", "--quiet", "--out", str(out),
+        ]
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert results["configuration"]["backbone"] == "googlenet"
+    for run in results["runs"]:
+        assert 0.0 <= run["final"]["lfw_verification_accuracy"] <= 1.0
