@@ -56,7 +56,8 @@ def hinge_sign_and_scale(distance: BaseDistance):
 def distance_matrix(
     distance: BaseDistance, embeddings: torch.Tensor, ref_emb: Optional[torch.Tensor]
 ) -> torch.Tensor:
-    """(B, M) distances in float32 or wider (``ref_emb=None``: among ``embeddings``).
+    """(B, M) distances in float32 or wider (``ref_emb=None``: among ``embeddings``),
+    also under ``torch.autocast``.
 
     For the default squared Euclidean distance of unit vectors this is
     2 - 2 x . y from one matrix product: the same values as PML's cdist-then-
@@ -64,11 +65,13 @@ def distance_matrix(
     """
     embeddings = upcast_half(embeddings)
     ref_emb = None if ref_emb is None else upcast_half(ref_emb)
-    if type(distance) is LpDistance and distance.p == 2 and distance.power == 2:
-        x = torch.nn.functional.normalize(embeddings, p=2, dim=1)
-        y = x if ref_emb is None else torch.nn.functional.normalize(ref_emb, p=2, dim=1)
-        return (2 - 2 * x @ y.T).clamp(min=0)
-    return distance(embeddings, ref_emb)
+    # under torch.autocast the product would run in float16/bfloat16 again
+    with torch.autocast(embeddings.device.type, enabled=False):
+        if type(distance) is LpDistance and distance.p == 2 and distance.power == 2:
+            x = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+            y = x if ref_emb is None else torch.nn.functional.normalize(ref_emb, p=2, dim=1)
+            return (2 - 2 * x @ y.T).clamp(min=0)
+        return distance(embeddings, ref_emb)
 
 
 def margin_matrix(

@@ -1,12 +1,15 @@
 """Triplet bookkeeping shared by the loss and the miner, in memory linear in the triplets.
 
-Depends on torch only."""
+Depends on torch and the package's argument checks only."""
 
 from __future__ import annotations
 
 from typing import Tuple
 
 import torch
+
+from . import _sync
+from ._validation import require
 
 Triplets = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -56,6 +59,10 @@ def all_triplet_indices(positive_mask: torch.Tensor, negative_mask: torch.Tensor
     return _expand_by_anchor(a1, p, a2, n, positive_mask.shape[0])
 
 
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
 def check_indices_tuple(indices_tuple, num_anchors: int, num_refs: int) -> None:
     """indices_tuple: (a, p, n) or (a1, p, a2, n) of integer indices in range."""
     if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
@@ -65,11 +72,14 @@ def check_indices_tuple(indices_tuple, num_anchors: int, num_refs: int) -> None:
         if len(indices_tuple) == 3
         else (num_anchors, num_refs, num_anchors, num_refs)
     )
-    for x, bound in zip(indices_tuple, bounds):
-        if not torch.is_tensor(x) or x.ndim != 1 or x.dtype.is_floating_point:
+    for x in indices_tuple:
+        if not torch.is_tensor(x) or x.ndim != 1 or not _is_integer(x.dtype):
             raise TypeError("indices_tuple must hold 1-D integer tensors")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= bound):
-            raise ValueError(f"indices_tuple holds an index outside [0, {bound})")
+    # a device-side assert on CUDA: no host-device sync
+    for x, bound in zip(indices_tuple, bounds):
+        if x.numel():
+            in_range = ((x >= 0) & (x < bound)).all()
+            require(in_range, f"indices_tuple holds an index outside [0, {bound})")
     pairs = (
         [indices_tuple[:3]] if len(indices_tuple) == 3 else [indices_tuple[:2], indices_tuple[2:]]
     )
@@ -111,6 +121,45 @@ def upcast_half(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def ranked_active_counts(
+    dist: torch.Tensor,
+    offsets: torch.Tensor,
+    positive_mask: torch.Tensor,
+    negative_mask: torch.Tensor,
+    sign: float,
+    num_ranked: int,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The hinge [u_ap + v_an]_+ of every (a, p, n) of some anchor rows, by rank.
+
+    u_ap = sign * dist[a, p] over positives, v_an = offsets[a, n] - sign * dist[a, n]
+    over negatives (-inf elsewhere). Per row the ``num_ranked`` largest u
+    (at least the row's number of positives; the row's length sorts them all)
+    and, for each negative, c_an = #{p : u_ap > -v_an} (a binary search): the
+    c_an largest u_ap are exactly the positives active with n.
+
+    Returns (u_top, u_pos, v, c): (R, num_ranked) sorted u, descending, and
+    their columns; (R, M) v and c (0 off the negatives).
+    """
+    neg_inf = float("-inf")
+    u = torch.where(positive_mask, sign * dist, neg_inf)
+    if num_ranked == u.shape[1]:
+        u_top, u_pos = torch.sort(u, dim=1, descending=True)
+    else:
+        u_top, u_pos = torch.topk(u, num_ranked, dim=1)  # descending; padding -inf
+    v = torch.where(negative_mask, offsets - sign * dist, neg_inf)
+    c = num_ranked - torch.searchsorted(u_top.flip(1).contiguous(), -v, right=True)
+    return u_top, u_pos, v, c
+
+
+def _num_ranked(num_pos: torch.Tensor, num_cols: int) -> int:
+    """How many u per row to rank: the most positives of a row where reading
+    that number back is free, else every column (sorting the whole row costs
+    more than a top-k, but no host-device sync)."""
+    if _sync.syncs_are_costly(num_pos.device):
+        return num_cols
+    return int(num_pos.max()) if num_pos.numel() else 0
+
+
 class AllTripletHingeSum(torch.autograd.Function):
     """sum over all (a, p, n) of [u_ap + v_an]_+ for a (B, M) distance matrix.
 
@@ -122,7 +171,8 @@ class AllTripletHingeSum(torch.autograd.Function):
     the negative contributes c_an v_an + (sum of the c_an largest u_ap). The
     gradient of a hinge sum is a count of active terms: c_an for v_an, and
     #{n : c_an >= rank of p} for u_ap (a per-row histogram of c). It is
-    computed in the forward pass and stored as one (B, M) matrix.
+    computed in the forward pass and stored as one (B, M) matrix. No value is
+    read back to the host on CUDA (``ranked_active_counts`` ranks whole rows).
 
     Returns (sum, number of active terms).
     """
@@ -135,18 +185,15 @@ class AllTripletHingeSum(torch.autograd.Function):
         active = torch.zeros((), dtype=torch.long, device=dist.device)
         num_pos = positive_mask.sum(1)
         rows_per_chunk = max(1, max_elements // max(M, 1))
-        neg_inf = float("-inf")
         for start in range(0, B, rows_per_chunk):
             rows = slice(start, start + rows_per_chunk)
-            P = int(num_pos[rows].max()) if B else 0
+            P = _num_ranked(num_pos[rows], M)
             if P == 0:
                 continue
             d = dist[rows]
-            u = torch.where(positive_mask[rows], sign * d, neg_inf)
-            u_top, u_pos = torch.topk(u, P, dim=1)  # descending; padding -inf
-            v = torch.where(negative_mask[rows], offsets[rows] - sign * d, neg_inf)
-            # c = number of positives active with each negative (0 off the negatives)
-            c = P - torch.searchsorted(u_top.flip(1).contiguous(), -v, right=True)
+            u_top, u_pos, v, c = ranked_active_counts(
+                d, offsets[rows], positive_mask[rows], negative_mask[rows], sign, P
+            )
             top_sums = torch.zeros(u_top.shape[0], P + 1, dtype=d.dtype, device=d.device)
             torch.cumsum(torch.where(torch.isfinite(u_top), u_top, 0), 1, out=top_sums[:, 1:])
             terms = torch.where(c > 0, c * v + top_sums.gather(1, c), 0)
@@ -181,3 +228,57 @@ def all_triplet_hinge_sum(
     return AllTripletHingeSum.apply(
         dist, offsets.to(dist.dtype), positive_mask, negative_mask, sign, max_elements
     )
+
+
+def violating_triplets(
+    dist: torch.Tensor,
+    offsets: torch.Tensor,
+    positive_mask: torch.Tensor,
+    negative_mask: torch.Tensor,
+    sign: float,
+    max_elements: int = 1 << 22,
+) -> Triplets:
+    """Every (a, p, n) with u_ap + v_an > 0 (see ``ranked_active_counts``),
+    without listing the others: for each (a, n), its c_an highest-ranked
+    positives. ``max_elements`` bounds each chunk of anchor rows.
+
+    The number of triplets sizes the output, so it is read back: once per
+    call where syncs are costly (CUDA), once per chunk elsewhere.
+    """
+    B, M = dist.shape
+    num_pos = positive_mask.sum(1)
+    rows_per_chunk = max(1, max_elements // max(M, 1))
+    costly = _sync.syncs_are_costly(dist.device)
+    found, pending = [], []
+    for start in range(0, B, rows_per_chunk):
+        rows = slice(start, start + rows_per_chunk)
+        P = _num_ranked(num_pos[rows], M)
+        if P == 0:
+            continue
+        _, u_pos, _, c = ranked_active_counts(
+            dist[rows], offsets[rows], positive_mask[rows], negative_mask[rows], sign, P
+        )
+        pending.append((u_pos, c, start))
+        if not costly:
+            found.append(_list_active(pending))
+            pending = []
+    if pending:
+        found.append(_list_active(pending))
+    if not found:
+        empty = torch.zeros(0, dtype=torch.long, device=dist.device)
+        return empty, empty.clone(), empty.clone()
+    return tuple(torch.cat(x) for x in zip(*found))
+
+
+def _list_active(chunks) -> Triplets:
+    """(a, p, n) of the active terms of chunks (u_pos, c, first row) of equal
+    width, after one read-back of their number."""
+    u_pos = torch.cat([u for u, _, _ in chunks])
+    c = torch.cat([c for _, c, _ in chunks])
+    anchor = torch.cat([torch.arange(s, s + len(x), device=x.device) for _, x, s in chunks])
+    per_pair = c.flatten()
+    total = int(per_pair.sum())  # the read-back
+    pair = torch.repeat_interleave(per_pair, output_size=total)
+    rank = torch.arange(total, device=c.device) - (torch.cumsum(per_pair, 0) - per_pair)[pair]
+    row, n = pair // c.shape[1], pair % c.shape[1]
+    return anchor[row], u_pos[row, rank], n

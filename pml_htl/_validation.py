@@ -1,14 +1,33 @@
 """Argument checks shared by the tree, loss, miner, sampler and hook.
 
-This module depends on nothing else in the package, so every layer can use it.
+This module depends only on ``_sync`` in the package, so every layer can use it.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable, Optional
 
 import torch
+
+from . import _sync
+
+
+def require(
+    condition: torch.Tensor, message: str, details: Optional[Callable[[], str]] = None
+) -> None:
+    """Raise ValueError(message) unless the 0-d bool tensor ``condition`` holds.
+
+    Where :func:`_sync.device_side_checks` says so (CUDA), an asynchronous
+    device-side assert instead: no host-device sync, but a failure stops the
+    process's CUDA context (run with PML_HTL_EAGER_CHECKS=1 to get the
+    ValueError). ``details`` gives a fuller message for the eager error only.
+    """
+    if _sync.device_side_checks(condition.device):
+        torch._assert_async(condition, message)
+    elif not bool(condition):
+        raise ValueError(message if details is None else details())
 
 
 def check_labels(labels, name: str = "labels") -> None:
@@ -20,14 +39,20 @@ def check_labels(labels, name: str = "labels") -> None:
         raise TypeError(f"{name} must hold integers, got dtype {labels.dtype}")
 
 
-def check_embeddings(embeddings, name: str = "embeddings") -> None:
+def check_embeddings(embeddings, name: str = "embeddings", asynchronous: bool = False) -> None:
+    """A 2-D floating-point tensor of finite values; ``asynchronous``: the
+    finiteness check goes through :func:`require` (the loss's and the miner's
+    per-call path), else it reads the answer back at once."""
     if not torch.is_tensor(embeddings):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}")
     if embeddings.ndim != 2:
         raise ValueError(f"{name} must be 2-D of shape (N, D), got shape {tuple(embeddings.shape)}")
     if not embeddings.dtype.is_floating_point:
         raise TypeError(f"{name} must be floating point, got dtype {embeddings.dtype}")
-    if not bool(torch.isfinite(embeddings.detach()).all()):
+    finite = torch.isfinite(embeddings.detach()).all()
+    if asynchronous:
+        require(finite, f"{name} contain NaN or Inf")
+    elif not bool(finite):
         raise ValueError(f"{name} contain NaN or Inf")
 
 
@@ -37,8 +62,9 @@ def check_embeddings_and_labels(
     emb_name: str = "embeddings",
     label_name: str = "labels",
     allow_empty: bool = False,
+    asynchronous: bool = False,
 ) -> None:
-    check_embeddings(embeddings, emb_name)
+    check_embeddings(embeddings, emb_name, asynchronous)
     check_labels(labels, label_name)
     if embeddings.shape[0] != labels.shape[0]:
         raise ValueError(
@@ -80,14 +106,17 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 def check_metric_inputs(embeddings, labels, ref_emb, ref_labels) -> None:
     """What the loss and the miner take: embeddings with labels, and optionally
     reference embeddings with their labels, of the same embedding size. Empty
-    batches are allowed, as in PML (a zero loss, no triplets)."""
+    batches are allowed, as in PML (a zero loss, no triplets). Finiteness is
+    checked without a host-device sync on CUDA (:func:`require`)."""
     if labels is None:
         raise ValueError("labels are required: HTL's margins depend on the classes")
-    check_embeddings_and_labels(embeddings, labels, allow_empty=True)
+    check_embeddings_and_labels(embeddings, labels, allow_empty=True, asynchronous=True)
     if (ref_emb is None) != (ref_labels is None):
         raise ValueError("ref_emb and ref_labels must be given together")
     if ref_emb is not None:
-        check_embeddings_and_labels(ref_emb, ref_labels, "ref_emb", "ref_labels", allow_empty=True)
+        check_embeddings_and_labels(
+            ref_emb, ref_labels, "ref_emb", "ref_labels", allow_empty=True, asynchronous=True
+        )
         if ref_emb.shape[1] != embeddings.shape[1]:
             raise ValueError(
                 f"ref_emb must have embedding size {embeddings.shape[1]}, got {ref_emb.shape[1]}"

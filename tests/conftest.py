@@ -1,6 +1,53 @@
+import os
+
 import pytest
 import torch
 from helpers import BlobDataset
+
+#: Run the device-parametrised tests on one device only, e.g. PML_HTL_TEST_DEVICE=cpu.
+TEST_DEVICE_ENV = "PML_HTL_TEST_DEVICE"
+
+
+def devices_to_test():
+    """cpu and cuda, or the one device PML_HTL_TEST_DEVICE names."""
+    forced = os.environ.get(TEST_DEVICE_ENV, "").strip()
+    if not forced:
+        return ["cpu", "cuda"]
+    try:
+        kind = torch.device(forced).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise pytest.UsageError(f"{TEST_DEVICE_ENV} must name a cpu or cuda device, got {forced!r}")
+    return [forced]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a device; a CUDA device is skipped (with the reason) where
+    there is none, and fails when PML_HTL_TEST_DEVICE asked for it."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        reason = "CUDA is not available (torch.cuda.is_available() is False)"
+        if os.environ.get(TEST_DEVICE_ENV, "").strip():
+            pytest.fail(f"{TEST_DEVICE_ENV}={name} but {reason}")
+        pytest.skip(reason)
+    return device
+
+
+@pytest.fixture(params=devices_to_test())
+def device(request) -> torch.device:
+    """Each device a test runs on: cpu, and cuda (skipped without CUDA)."""
+    return resolve_device(request.param)
+
+
+@pytest.fixture
+def cuda_device() -> torch.device:
+    """The CUDA device, for checks only CUDA can make (skipped on CPU, and
+    when PML_HTL_TEST_DEVICE names the CPU)."""
+    names = [n for n in devices_to_test() if torch.device(n).type == "cuda"]
+    if not names:
+        pytest.skip(f"{TEST_DEVICE_ENV} excludes CUDA")
+    return resolve_device(names[0])
 
 
 @pytest.fixture

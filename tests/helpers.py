@@ -58,9 +58,9 @@ def unit_rows(x):
     return x / np.sqrt((x**2).sum(1, keepdims=True))
 
 
-def label_grid(tree_labels):
+def label_grid(tree_labels, device="cpu"):
     """(C, 1) and (1, C) label tensors: every class pair."""
-    lab = torch.tensor(tree_labels, dtype=torch.long)
+    lab = torch.tensor(tree_labels, dtype=torch.long, device=device)
     return lab[:, None], lab[None, :]
 
 

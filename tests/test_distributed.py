@@ -1,7 +1,8 @@
-"""Two real processes (gloo, CPU, a file rendezvous): HTL under torch.distributed.
+"""Two real processes (a file rendezvous): HTL under torch.distributed.
 
-The workers run once per module and save what they saw; each test compares it
-with a single-process computation made here.
+The workers run once per module and backend and save what they saw; each test
+compares it with a single-process computation made here. Backends: gloo on
+the CPU, and nccl on two GPUs (skipped with fewer).
 """
 
 import os
@@ -54,14 +55,22 @@ def model():
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5))
 
 
-def worker(rank, folder):
+def backend_device(backend, rank):
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        return torch.device("cuda", rank)
+    return torch.device("cpu")
+
+
+def worker(rank, folder, backend):
     dist.init_process_group(
-        "gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD
+        backend, init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD
     )
-    out = {}
-    emb, labels = global_batch()
+    device = backend_device(backend, rank)
+    out = {"backend": backend}
+    emb, labels = (x.to(device) for x in global_batch())
     part = slice(rank * B_LOCAL, (rank + 1) * B_LOCAL)
-    tree = fixed_tree()
+    tree = fixed_tree().to(device)
     for efficient in (False, True):
         local = emb[part].clone().requires_grad_(True)
         wrapped = pml_dist.DistributedLossWrapper(
@@ -75,7 +84,7 @@ def worker(rank, folder):
     # the hook: each rank embeds its shard, statistics are all-reduced
     dataset = Blobs()
     hook = tree_hooks.TreeRebuildHook(dataset, progress=False)
-    out["hook_tree"] = hook.rebuild(model()).state_dict()
+    out["hook_tree"] = hook.rebuild(model().to(device)).state_dict()
 
     # drop-in mode with local batches (efficient wrapper): statistics are summed
     drop_in = losses.HierarchicalTripletLoss(tree_update_interval=2)
@@ -86,14 +95,14 @@ def worker(rank, folder):
         x = torch.randn(B_LOCAL, D, generator=g)
         y = torch.arange(4).repeat(2) + 4 * rank
         seen.append((x, y))
-        wrapped(x, y)
+        wrapped(x.to(device), y.to(device))
     out["drop_in_tree"] = drop_in.tree.state_dict()
     out["drop_in_seen"] = seen
 
     # a deliberately divergent tree is an error on every rank
     g = torch.Generator().manual_seed(rank)
     own = HierarchicalClassTree.from_embeddings(
-        torch.randn(30, D, generator=g), torch.arange(3).repeat(10)
+        torch.randn(30, D, generator=g).to(device), torch.arange(3, device=device).repeat(10)
     )
     try:
         htl_dist.check_same_tree(own)
@@ -108,12 +117,20 @@ def worker(rank, folder):
     dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def skip_unless_backend_runs(backend):
+    if backend == "nccl" and torch.cuda.device_count() < WORLD:
+        pytest.skip(f"nccl needs {WORLD} CUDA devices, {torch.cuda.device_count()} visible")
+
+
+@pytest.fixture(scope="module", params=["gloo", "nccl"])
+def results(request, tmp_path_factory):
+    skip_unless_backend_runs(request.param)
     folder = str(tmp_path_factory.mktemp("dist"))
-    mp.start_processes(worker, args=(folder,), nprocs=WORLD, start_method="spawn")
+    mp.start_processes(worker, args=(folder, request.param), nprocs=WORLD, start_method="spawn")
+    # what the ranks saw, on the CPU, where the single-process references are
     return [
-        torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)
+        torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False, map_location="cpu")
+        for r in range(WORLD)
     ]
 
 
@@ -153,12 +170,14 @@ def test_efficient_mode_equals_local_anchors_against_global_reference(results):
 def test_hook_builds_the_single_process_tree_on_every_rank(results):
     dataset = Blobs()
     expected = tree_hooks.TreeRebuildHook(dataset, progress=False).rebuild(model())
+    # the ranks' float32 embeddings: the same bits on the CPU, not on a GPU
+    rtol = 1e-10 if results[0]["backend"] == "gloo" else 1e-5
     for got in results:
         tree = HierarchicalClassTree.from_state_dict(got["hook_tree"])
         assert torch.equal(tree.labels, expected.labels)
         assert torch.equal(tree.level_assignments, expected.level_assignments)
-        assert torch.allclose(tree.spreads, expected.spreads, rtol=1e-10)
-        assert torch.allclose(tree.thresholds, expected.thresholds, rtol=1e-10)
+        assert torch.allclose(tree.spreads, expected.spreads, rtol=rtol)
+        assert torch.allclose(tree.thresholds, expected.thresholds, rtol=rtol)
 
 
 def test_drop_in_sums_the_ranks_statistics(results):

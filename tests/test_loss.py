@@ -152,21 +152,28 @@ def value_and_grad(fn, *inputs):
 
 
 def assert_close(got, want, rtol=1e-9, atol=1e-12):
-    torch.testing.assert_close(got.double(), want.double(), rtol=rtol, atol=atol)
+    """``got`` (on any device) against the CPU reference ``want``."""
+    torch.testing.assert_close(got.cpu().double(), want.cpu().double(), rtol=rtol, atol=atol)
+
+
+def on(device, *tensors):
+    return tuple(x.to(device) for x in tensors)
 
 
 # ========================================================= all triplets
 @pytest.mark.parametrize("kind", ["sq", "plain", "cos"])
 @pytest.mark.parametrize("beta", [0.1, 0.5])
 @pytest.mark.parametrize("batch", ["balanced", "unequal"])
-def test_all_triplets_value_and_grad(tree, kind, beta, batch):
+def test_all_triplets_value_and_grad(tree, kind, beta, batch, device):
     labels = make_labels(batch)
     emb = sample(labels, seed=2)
     triplets = naive_triplets(labels)
     if batch == "balanced":  # Z_M = B (t - 1)(B - t) of the paper
         assert len(triplets) == 16 * 3 * 12
-    loss_fn = make_loss(kind, tree=tree, beta=beta)
-    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, labels), emb)
+    loss_fn = make_loss(kind, tree=tree.to(device), beta=beta)
+    device_labels = labels.to(device)
+    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, device_labels), emb.to(device))
+    assert got.device.type == g_got.device.type == device.type
     want, (g_want,) = value_and_grad(
         lambda e: naive_mean(e, labels, triplets, tree, beta, kind), emb
     )
@@ -223,12 +230,12 @@ def test_gradient_with_ref_emb_passes_gradcheck(tree):
     ],
 )
 @pytest.mark.parametrize("kind", ["sq", "cos"])
-def test_each_dtype_matches_the_float64_loop(tree, dtype, rtol, atol_scale, kind):
+def test_each_dtype_matches_the_float64_loop(tree, dtype, rtol, atol_scale, kind, device):
     labels = make_labels("unequal")
     emb = sample(labels, seed=7).to(dtype)  # the rounded inputs
-    loss_fn = make_loss(kind, tree=tree)
-    x = emb.clone().requires_grad_(True)
-    got = loss_fn(x, labels)
+    loss_fn = make_loss(kind, tree=tree.to(device))
+    x = emb.clone().to(device).requires_grad_(True)
+    got = loss_fn(x, labels.to(device))
     (g_got,) = torch.autograd.grad(got, x)
     assert g_got.dtype == dtype
     assert torch.isfinite(got).all() and torch.isfinite(g_got).all()
@@ -238,9 +245,47 @@ def test_each_dtype_matches_the_float64_loop(tree, dtype, rtol, atol_scale, kind
     want, (g_want,) = value_and_grad(
         lambda e: naive_mean(e, labels, triplets, tree, 0.1, kind), emb.double()
     )
-    torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol_scale * 1e-3)
+    torch.testing.assert_close(got.cpu().double(), want, rtol=rtol, atol=atol_scale * 1e-3)
     atol = atol_scale * g_want.abs().max().item()
-    torch.testing.assert_close(g_got.double(), g_want, rtol=rtol, atol=atol)
+    torch.testing.assert_close(g_got.cpu().double(), g_want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_autocast_training_step(tree, device, dtype):
+    """One training step under torch.autocast (bfloat16 on the CPU and CUDA,
+    float16 on CUDA with a GradScaler): the loss of the model's half-precision
+    embeddings is computed and returned in float32, and its value and
+    gradient are those of the float64 loop on the same embeddings."""
+    if dtype == torch.float16 and device.type != "cuda":
+        pytest.skip("float16 autocast is CUDA's: the CPU's autocast runs in bfloat16")
+    torch.manual_seed(0)
+    labels = make_labels("unequal")
+    model = torch.nn.Linear(D, D).to(device)
+    inputs = sample(labels, seed=70, dtype=torch.float32).to(device)
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree.to(device))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # a small scale: float16 gradients of this tiny model must not overflow (skipped step)
+    scaler = torch.amp.GradScaler(device.type, init_scale=256.0, enabled=dtype == torch.float16)
+    with torch.autocast(device.type, dtype=dtype):
+        emb = model(inputs)
+        loss = loss_fn(emb, labels.to(device))
+    assert emb.dtype == dtype and loss.dtype == torch.float32
+    (g_emb,) = torch.autograd.grad(loss, emb, retain_graph=True)
+    assert g_emb.dtype == dtype
+    triplets = naive_triplets(labels)
+    want, (g_want,) = value_and_grad(
+        lambda e: naive_mean(e, labels, triplets, tree, 0.1), emb.detach().cpu().double()
+    )
+    assert_close(loss.detach(), want, rtol=1e-4, atol=1e-5)
+    atol = 2e-2 * g_want.abs().max().item()
+    torch.testing.assert_close(g_emb.cpu().double(), g_want, rtol=1e-2, atol=atol)
+
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    for p, b in zip(model.parameters(), before):
+        assert torch.isfinite(p).all() and not torch.equal(p.detach(), b)
 
 
 # ================================================================ ref_emb
@@ -421,27 +466,28 @@ def drop_in_batches(n, seed=20, classes=(3, 11, 20, 57)):
     return out
 
 
-def test_drop_in_builds_a_tree_after_interval_training_calls():
+def test_drop_in_builds_a_tree_after_interval_training_calls(device):
     batches = drop_in_batches(5)
     loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=3)
     assert loss_fn.tree is None
     for emb, labels in batches[:2]:  # alpha = beta everywhere before any tree
-        got = loss_fn(emb, labels)
+        got = loss_fn(*on(device, emb, labels))
         want = naive_mean(emb, labels, naive_triplets(labels), None, 0.1)
         assert_close(got, want)
     assert loss_fn.tree is None
 
     loss_fn.eval()  # evaluation calls do not count
     for emb, labels in batches[3:5] * 2:
-        got = loss_fn(emb, labels)
+        got = loss_fn(*on(device, emb, labels))
         assert_close(got, naive_mean(emb, labels, naive_triplets(labels), None, 0.1))
     assert loss_fn.tree is None
     loss_fn.train()
 
     emb, labels = batches[2]
-    got = loss_fn(emb, labels)  # third training call: still alpha = beta ...
+    got = loss_fn(*on(device, emb, labels))  # third training call: still alpha = beta ...
     assert_close(got, naive_mean(emb, labels, naive_triplets(labels), None, 0.1))
-    assert loss_fn.tree is not None  # ... and then a tree is built
+    assert loss_fn.tree is not None  # ... and then a tree is built, on the batches' device
+    assert loss_fn.tree.device.type == device.type
 
     # the tree is the one of the three training batches' (normalised) statistics
     ref_tree = HierarchicalClassTree.from_embeddings(
@@ -449,17 +495,17 @@ def test_drop_in_builds_a_tree_after_interval_training_calls():
     )
     emb, labels = batches[3]
     loss_fn.eval()
-    got = loss_fn(emb, labels)
+    got = loss_fn(*on(device, emb, labels))
     triplets = naive_triplets(labels)
     assert_close(got, naive_mean(emb, labels, triplets, ref_tree, 0.1))
     assert abs(got.item() - naive_mean(emb, labels, triplets, None, 0.1).item()) > 1e-4
 
 
-def test_drop_in_unknown_class_gets_beta():
+def test_drop_in_unknown_class_gets_beta(device):
     batches = drop_in_batches(2, classes=(3, 11, 20))
     loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=2, beta=0.2)
     for emb, labels in batches:
-        loss_fn(emb, labels)
+        loss_fn(*on(device, emb, labels))
     assert loss_fn.tree is not None
     known = {3, 11, 20}
     ref_tree = HierarchicalClassTree.from_embeddings(
@@ -468,7 +514,7 @@ def test_drop_in_unknown_class_gets_beta():
     labels = torch.tensor([3, 3, 11, 11, 57, 57, 20, 64])  # 57 and 64 are new
     emb = sample(labels, seed=30)
     loss_fn.eval()
-    got = loss_fn(emb, labels)
+    got = loss_fn(*on(device, emb, labels))
     triplets = naive_triplets(labels)
     want = naive_mean(emb, labels, triplets, ref_tree, 0.2, known=known)
     assert_close(got, want)
@@ -509,8 +555,8 @@ def test_state_dict_round_trip_with_tree(tree):
     assert_close(fresh(emb, labels), loss_fn(emb, labels), rtol=0, atol=0)
 
 
-def test_state_dict_round_trip_drop_in_partial_statistics():
-    batches = drop_in_batches(8)
+def test_state_dict_round_trip_drop_in_partial_statistics(device):
+    batches = [on(device, *b) for b in drop_in_batches(8)]
     loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=3)
     for emb, labels in batches[:4]:  # tree from batches 0-2, statistics of batch 3
         loss_fn(emb, labels)
@@ -534,12 +580,42 @@ def test_state_dict_round_trip_drop_in_partial_statistics():
         for b in batches[4:6]:
             m(*b)
         m.eval()
+    cpu_batches = [on("cpu", *b) for b in batches]
     ref_tree = HierarchicalClassTree.from_embeddings(
-        torch.cat([b[0] for b in batches[3:6]]), torch.cat([b[1] for b in batches[3:6]])
+        torch.cat([b[0] for b in cpu_batches[3:6]]), torch.cat([b[1] for b in cpu_batches[3:6]])
     )
-    want = naive_mean(emb, labels, naive_triplets(labels), ref_tree, 0.1)
+    emb_cpu, labels_cpu = cpu_batches[7]
+    want = naive_mean(emb_cpu, labels_cpu, naive_triplets(labels_cpu), ref_tree, 0.1)
     assert_close(loss_fn(emb, labels), want)
     assert_close(fresh(emb, labels), want)
+
+
+def test_drop_in_statistics_resumed_on_cpu_follow_the_training_device(device):
+    """Statistics loaded from a checkpoint on the CPU move to the device the
+    training batches come from (no per-step copy back to the host), and the
+    next tree is the one of all the batches."""
+    batches = drop_in_batches(4)
+    source = losses.HierarchicalTripletLoss(tree_update_interval=4)
+    for b in batches[:2]:
+        source(*b)
+    resumed = losses.HierarchicalTripletLoss(tree_update_interval=4)
+    resumed.load_state_dict(round_trip(source))
+    assert resumed.statistics.device.type == "cpu"
+    for b in batches[2:3]:
+        resumed(*on(device, *b))
+    assert resumed.statistics.device.type == device.type
+    resumed(*on(device, *batches[3]))  # the fourth training call builds the tree
+    ref_tree = HierarchicalClassTree.from_embeddings(
+        torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    )
+    assert resumed.tree.device.type == device.type
+    a = torch.tensor([3, 11, 20, 57])
+    torch.testing.assert_close(
+        resumed.tree.margin(*on(device, a[:, None], a[None, :])).cpu(),
+        ref_tree.margin(a[:, None], a[None, :]),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 # ========================================================= CrossBatchMemory
@@ -559,9 +635,9 @@ class PermissiveCrossBatchMemory(pml_losses.CrossBatchMemory):
         pytest.param(lambda: PermissiveCrossBatchMemory, id="no_whitelist"),
     ],
 )
-def test_cross_batch_memory_matches_the_loop_over_the_memory(tree, wrapper):
+def test_cross_batch_memory_matches_the_loop_over_the_memory(tree, wrapper, device):
     memory_size, B = 24, 8
-    loss_fn = losses.HierarchicalTripletLoss(tree=tree)
+    loss_fn = losses.HierarchicalTripletLoss(tree=tree.to(device))
     cbm = wrapper()(loss_fn, embedding_size=D, memory_size=memory_size)
     mem_emb = torch.zeros(memory_size, D, dtype=torch.float64)
     mem_lab = torch.zeros(memory_size, dtype=torch.long)
@@ -571,7 +647,9 @@ def test_cross_batch_memory_matches_the_loop_over_the_memory(tree, wrapper):
         classes = torch.tensor(CLASSES)[torch.randperm(len(CLASSES), generator=g)[:4]]
         labels = classes.repeat(2)
         emb = sample(labels, seed=50 + step)
-        got, (g_got,) = value_and_grad(lambda e: cbm(e, labels), emb)
+        device_labels = labels.to(device)
+        got, (g_got,) = value_and_grad(lambda e: cbm(e, device_labels), emb.to(device))
+        assert got.device.type == device.type
         assert torch.isfinite(got) and torch.isfinite(g_got).all()
 
         # reference: the memory holds the last <= 24 samples, the current

@@ -47,14 +47,16 @@ def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set):
     [("squared", None), ("plain", LpDistance(power=1)), ("cos", CosineSimilarity())],
 )
 @pytest.mark.parametrize("beta", [0.1, 0.6])
-def test_mined_triplets_are_the_violating_ones(kind, distance, beta):
+def test_mined_triplets_are_the_violating_ones(kind, distance, beta, device):
     tree = make_tree()
     torch.manual_seed(1)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
     emb = torch.randn(len(labels), 8, dtype=torch.float64)
     kwargs = {} if distance is None else {"distance": distance}
-    miner = miners.HierarchicalTripletMiner(tree=tree, beta=beta, **kwargs)
-    a, p, n = miner(emb, labels)
+    miner = miners.HierarchicalTripletMiner(tree=tree.to(device), beta=beta, **kwargs)
+    a, p, n = miner(emb.to(device), labels.to(device))
+    assert a.device.type == p.device.type == n.device.type == device.type
+    assert a.dtype == p.dtype == n.dtype == torch.long
     got = set(zip(a.tolist(), p.tolist(), n.tolist()))
     assert len(got) == len(a)
     expected = naive_violating(emb, labels, emb, labels, tree, beta, kind, same_set=True)
@@ -62,15 +64,16 @@ def test_mined_triplets_are_the_violating_ones(kind, distance, beta):
     assert len(expected) > 0
 
 
-def test_mining_against_ref_emb_in_small_chunks():
+@pytest.mark.parametrize("max_elements", [5, 25, 1 << 22])
+def test_mining_against_ref_emb_in_chunks(device, max_elements):
     tree = make_tree()
     torch.manual_seed(2)
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
     ref_labels = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 5, 1])
     emb = torch.randn(len(labels), 8, dtype=torch.float64)
     ref = torch.randn(len(ref_labels), 8, dtype=torch.float64)
-    miner = miners.HierarchicalTripletMiner(tree=tree, max_elements=5)
-    a, p, n = miner(emb, labels, ref, ref_labels)
+    miner = miners.HierarchicalTripletMiner(tree=tree.to(device), max_elements=max_elements)
+    a, p, n = miner(*(x.to(device) for x in (emb, labels, ref, ref_labels)))
     got = set(zip(a.tolist(), p.tolist(), n.tolist()))
     expected = naive_violating(emb, labels, ref, ref_labels, tree, 0.1, "squared", False)
     assert got == expected and len(got) == len(a)

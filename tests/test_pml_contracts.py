@@ -1,7 +1,8 @@
 """PML contracts HTL must honour (these tests fail until the library does).
 
 1. Drop-in mode under ``DistributedLossWrapper(efficient=False)`` trains like one
-   process fed the gathered global batches (two real gloo processes).
+   process fed the gathered global batches (two real processes: gloo on the
+   CPU, and nccl on two GPUs, skipped with fewer).
 2. An empty batch gives a zero loss / empty index tuples, as PML's losses and
    miners do, also through ``CrossBatchMemory`` with an all-True enqueue_mask.
 3. The dtype of the returned loss does not depend on the data (half inputs:
@@ -84,11 +85,11 @@ def run_drop_in(kind, dtype, trial, forward):
     return out
 
 
-def distributed_forward(rank):
+def distributed_forward(rank, device):
     def forward(module, emb, labels):
         part = local_part(rank)
         wrapped = pml_dist.DistributedLossWrapper(module, efficient=False)
-        return wrapped(emb[part], labels[part])
+        return wrapped(emb[part].to(device), labels[part].to(device))
 
     return forward
 
@@ -98,9 +99,13 @@ def single_process_forward(module, emb, labels):
     return WORLD * module(emb, labels)
 
 
-def drop_in_worker(rank, folder):
+def drop_in_worker(rank, folder, backend):
+    device = torch.device("cpu")
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        device = torch.device("cuda", rank)
     dist.init_process_group(
-        "gloo",
+        backend,
         init_method=f"file://{folder}/rendezvous",
         rank=rank,
         world_size=WORLD,
@@ -113,7 +118,7 @@ def drop_in_worker(rank, folder):
                 if broken:  # the ranks' collectives are out of step: stop here
                     results[kind, name, trial] = {"error": f"not run after: {broken}"}
                     continue
-                run = run_drop_in(kind, dtype, trial, distributed_forward(rank))
+                run = run_drop_in(kind, dtype, trial, distributed_forward(rank, device))
                 error = run["error"] or ""
                 if "RuntimeError" in error and "differs across ranks" not in error:
                     broken = error  # e.g. a collective timed out on one rank
@@ -122,12 +127,17 @@ def drop_in_worker(rank, folder):
     dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def drop_in_runs(tmp_path_factory):
+@pytest.fixture(scope="module", params=["gloo", "nccl"])
+def drop_in_runs(request, tmp_path_factory):
+    backend = request.param
+    if backend == "nccl" and torch.cuda.device_count() < WORLD:
+        pytest.skip(f"nccl needs {WORLD} CUDA devices, {torch.cuda.device_count()} visible")
     folder = str(tmp_path_factory.mktemp("contracts_dist"))
-    mp.start_processes(drop_in_worker, args=(folder,), nprocs=WORLD, start_method="spawn")
+    mp.start_processes(drop_in_worker, args=(folder, backend), nprocs=WORLD, start_method="spawn")
+    # on the CPU, where the one-process references are computed
     return [
-        torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)
+        torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False, map_location="cpu")
+        for r in range(WORLD)
     ]
 
 

@@ -38,9 +38,10 @@ def test_without_tree_like_m_per_class():
         assert len(set(classes[:, 0])) == 4  # l' m distinct classes
 
 
-def test_neighbours_are_the_nearest_classes_at_level_0():
+def test_neighbours_are_the_nearest_classes_at_level_0(device):
     emb, labels = make_data()
-    tree = HierarchicalClassTree.from_embeddings(emb, labels)
+    tree = HierarchicalClassTree.from_embeddings(emb.to(device), labels.to(device))
+    assert tree.device.type == device.type
     m, lp, t = 3, 2, 2
     s = samplers.AnchorNeighborSampler(labels, lp, m, t, tree=tree, seed=1)
     classes = sorted(set(labels.tolist()))
@@ -65,10 +66,10 @@ def test_neighbours_are_the_nearest_classes_at_level_0():
             used.update(expected)
 
 
-def test_label_fn_maps_to_tree_labels():
+def test_label_fn_maps_to_tree_labels(device):
     emb, labels = make_data()
     mapped = (labels - 50) // 2  # as a trainer's set_min_label_to_zero would
-    tree = HierarchicalClassTree.from_embeddings(emb, mapped)
+    tree = HierarchicalClassTree.from_embeddings(emb.to(device), mapped.to(device))
     s = samplers.AnchorNeighborSampler(labels, 2, 3, 2, seed=0)
     with pytest.raises(ValueError, match="not in the class tree"):
         s.update_tree(tree)

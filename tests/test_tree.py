@@ -17,38 +17,43 @@ from pml_htl import ClassStatistics, HierarchicalClassTree
 
 # ===================================================== tree: s_c, d, d0, d_l
 @pytest.mark.parametrize("num_levels", [1, 3, 16])
-def test_spread_distance_d0_thresholds_bruteforce(num_levels):
+def test_spread_distance_d0_thresholds_bruteforce(num_levels, device):
     labels = [1000, 7, -3, 10, 42, 5]
     sizes = [4, 1, 3, 5, 2, 1]  # two single-sample classes
     x, y = hierarchical_data(sizes, labels=labels, seed=5)
     perm = torch.randperm(len(y))  # labels in arbitrary order
     x, y = x[perm], y[perm]
-    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=num_levels)
+    tree = HierarchicalClassTree.from_embeddings(x.to(device), y.to(device), num_levels=num_levels)
+    assert tree.device.type == device.type
     ref = RefTree(x.numpy(), y.numpy(), num_levels)
 
-    lab = torch.tensor(ref.classes)
+    lab = torch.tensor(ref.classes, device=device)
     np.testing.assert_allclose(tree.d0, ref.d0, rtol=1e-10)
-    np.testing.assert_allclose(tree.thresholds.numpy(), ref.thresholds, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        tree.thresholds.cpu().numpy(), ref.thresholds, rtol=1e-10, atol=1e-12
+    )
     assert len(tree.thresholds) == num_levels + 1
-    np.testing.assert_allclose(tree.spread(lab).numpy(), ref.spreads, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tree.spread(lab).cpu().numpy(), ref.spreads, rtol=1e-9, atol=1e-12)
     # the single-sample classes get s_c = d0
     single = [c for c, n in zip(ref.classes, ref.sizes) if n == 1]
     assert len(single) == 2
-    np.testing.assert_allclose(tree.spread(torch.tensor(single)).numpy(), [ref.d0] * 2, rtol=1e-10)
+    np.testing.assert_allclose(
+        tree.spread(torch.tensor(single, device=device)).cpu().numpy(), [ref.d0] * 2, rtol=1e-10
+    )
     # d0 must not be the mean over all classes (singletons excluded)
     assert abs(ref.d0 - np.mean(ref.spreads[ref.sizes >= 2].tolist() + [0, 0])) > 1e-6
 
-    a, b = label_grid(ref.classes)
-    got = tree.class_distance(a, b).numpy()
+    a, b = label_grid(ref.classes, device)
+    got = tree.class_distance(a, b).cpu().numpy()
     np.testing.assert_allclose(off_diagonal(got), off_diagonal(ref.dist), rtol=1e-9, atol=1e-12)
     # lookups in an arbitrary order and with repeats
-    qa = torch.tensor([10, -3, 10, 1000])
-    qb = torch.tensor([5, 42, 7, -3])
+    qa = torch.tensor([10, -3, 10, 1000], device=device)
+    qb = torch.tensor([5, 42, 7, -3], device=device)
     idx = {c: i for i, c in enumerate(ref.classes)}
     want = [ref.dist[idx[p], idx[q]] for p, q in zip(qa.tolist(), qb.tolist())]
-    np.testing.assert_allclose(tree.class_distance(qa, qb).numpy(), want, rtol=1e-9)
+    np.testing.assert_allclose(tree.class_distance(qa, qb).cpu().numpy(), want, rtol=1e-9)
     want_s = [ref.spreads[idx[p]] for p in qa.tolist()]
-    np.testing.assert_allclose(tree.spread(qa).numpy(), want_s, rtol=1e-9)
+    np.testing.assert_allclose(tree.spread(qa).cpu().numpy(), want_s, rtol=1e-9)
 
 
 def test_tree_of_unnormalised_statistics_matches_brute_force():
@@ -68,24 +73,26 @@ def test_tree_of_unnormalised_statistics_matches_brute_force():
 # ============================================================ merge levels
 @pytest.mark.parametrize("method", ["average", "single", "complete"])
 @pytest.mark.parametrize("num_levels", [4, 16, 50])
-def test_merge_levels_equal_sizes_vs_scipy(method, num_levels):
+def test_merge_levels_equal_sizes_vs_scipy(method, num_levels, device):
     labels = [31, -2, 8, 100, 15, 4, 77, 0, 9]
     x, y = hierarchical_data([3] * len(labels), labels=labels, seed=7)
-    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=num_levels, linkage=method)
+    tree = HierarchicalClassTree.from_embeddings(
+        x.to(device), y.to(device), num_levels=num_levels, linkage=method
+    )
     ref = RefTree(x.numpy(), y.numpy(), num_levels)
     H, _ = ref.scipy_levels(method)
     if num_levels >= 16:
         assert len(set(off_diagonal(H).tolist())) >= 3  # the data spans several levels
-    a, b = label_grid(ref.classes)
-    got = tree.merge_level(a, b).numpy()
+    a, b = label_grid(ref.classes, device)
+    got = tree.merge_level(a, b).cpu().numpy()
     np.testing.assert_array_equal(off_diagonal(got), off_diagonal(H))
     want_dH = ref.thresholds[H]
     np.testing.assert_allclose(
-        off_diagonal(tree.merge_distance(a, b).numpy()), off_diagonal(want_dH), rtol=1e-10
+        off_diagonal(tree.merge_distance(a, b).cpu().numpy()), off_diagonal(want_dH), rtol=1e-10
     )
 
 
-def test_merge_level_zero_and_level_start():
+def test_merge_level_zero_and_level_start(device):
     # classes 0/1 and 3/4 share a centre and are tight: they merge below d0
     noises = [0.05, 0.05, 0.5, 0.05, 0.05, 0.6, 0.4, 0.5]
     labels = [12, 3, 50, -7, 8, 21, 33, 90]
@@ -93,15 +100,16 @@ def test_merge_level_zero_and_level_start():
     ref = RefTree(x.numpy(), y.numpy(), 16)
     H, _ = ref.scipy_levels("average")
     assert (off_diagonal(H) == 0).any()  # the data does have level-0 merges
-    a, b = label_grid(ref.classes)
+    a, b = label_grid(ref.classes, device)
+    x, y = x.to(device), y.to(device)
     t0 = HierarchicalClassTree.from_embeddings(x, y, num_levels=16, level_start=0)
     t1 = HierarchicalClassTree.from_embeddings(x, y, num_levels=16, level_start=1)
-    np.testing.assert_array_equal(off_diagonal(t0.merge_level(a, b).numpy()), off_diagonal(H))
+    np.testing.assert_array_equal(off_diagonal(t0.merge_level(a, b).cpu().numpy()), off_diagonal(H))
     np.testing.assert_array_equal(
-        off_diagonal(t1.merge_level(a, b).numpy()), off_diagonal(np.maximum(H, 1))
+        off_diagonal(t1.merge_level(a, b).cpu().numpy()), off_diagonal(np.maximum(H, 1))
     )
     np.testing.assert_allclose(
-        off_diagonal(t1.merge_distance(a, b).numpy()),
+        off_diagonal(t1.merge_distance(a, b).cpu().numpy()),
         off_diagonal(ref.thresholds[np.maximum(H, 1)]),
         rtol=1e-10,
     )
@@ -109,18 +117,20 @@ def test_merge_level_zero_and_level_start():
 
 @pytest.mark.parametrize("num_levels", [16, 64])
 @pytest.mark.parametrize("seed", [9, 10])
-def test_merge_levels_unequal_sizes_vs_naive_agglomeration(num_levels, seed):
+def test_merge_levels_unequal_sizes_vs_naive_agglomeration(num_levels, seed, device):
     sizes = [1, 2, 8, 3, 6, 2, 5, 1, 4]
     labels = [5, 17, -1, 40, 2, 99, 11, 7, 23]
     x, y = hierarchical_data(sizes, labels=labels, seed=seed)
-    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=num_levels)
+    tree = HierarchicalClassTree.from_embeddings(x.to(device), y.to(device), num_levels=num_levels)
     ref = RefTree(x.numpy(), y.numpy(), num_levels)
     heights = ref.naive_average_heights()
     H = ref.levels_from_heights(heights)
-    a, b = label_grid(ref.classes)
-    np.testing.assert_array_equal(off_diagonal(tree.merge_level(a, b).numpy()), off_diagonal(H))
+    a, b = label_grid(ref.classes, device)
+    np.testing.assert_array_equal(
+        off_diagonal(tree.merge_level(a, b).cpu().numpy()), off_diagonal(H)
+    )
     np.testing.assert_allclose(
-        off_diagonal(tree.merge_distance(a, b).numpy()),
+        off_diagonal(tree.merge_distance(a, b).cpu().numpy()),
         off_diagonal(ref.thresholds[H]),
         rtol=1e-10,
     )
@@ -137,18 +147,23 @@ def test_unequal_sizes_data_is_discriminative():
     assert np.abs(weighted - unweighted).max() > 1e-3
 
 
-def test_margin_matches_the_formula():
+def test_margin_matches_the_formula(device):
     sizes = [3, 4, 1, 5, 2, 3]
     labels = [4, 8, 15, 16, 23, 42]
     x, y = hierarchical_data(sizes, labels=labels, seed=11)
-    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=16)
+    tree = HierarchicalClassTree.from_embeddings(x.to(device), y.to(device), num_levels=16)
     ref = RefTree(x.numpy(), y.numpy(), 16)
     H = ref.levels_from_heights(ref.naive_average_heights())
-    a, b = label_grid(ref.classes)
+    a, b = label_grid(ref.classes, device)
     for beta in (0.1, 0.5, 0.0):
         want = beta + ref.thresholds[H] - ref.spreads[:, None]
-        got = tree.margin(a, b, beta=beta).numpy()
+        got = tree.margin(a, b, beta=beta).cpu().numpy()
         np.testing.assert_allclose(off_diagonal(got), off_diagonal(want), rtol=1e-9, atol=1e-12)
+        # the loss's (B, M) table over samples, repeats and any order included
+        order = [3, 0, 3, 5, 1, 2, 4, 0]
+        rows = torch.tensor([ref.classes[i] for i in order], device=device)
+        table = tree.margin_table(rows, rows.flip(0), beta).cpu().numpy()
+        np.testing.assert_allclose(table, want[np.ix_(order, order[::-1])], rtol=1e-9, atol=1e-12)
 
 
 # ======================================================== nearest classes
@@ -163,23 +178,23 @@ def bf_nearest(ref, query, k, candidates=None):
     return out
 
 
-def test_nearest_classes_bruteforce():
+def test_nearest_classes_bruteforce(device):
     sizes = [2, 3, 1, 4, 2, 3, 2, 5]
     labels = [70, 3, -9, 14, 500, 8, 21, 1]
     x, y = hierarchical_data(sizes, labels=labels, seed=12)
-    tree = HierarchicalClassTree.from_embeddings(x, y, num_neighbors=2)
+    tree = HierarchicalClassTree.from_embeddings(x.to(device), y.to(device), num_neighbors=2)
     ref = RefTree(x.numpy(), y.numpy(), 16)
     query = [14, 70, -9, 1, 14, 500]
-    q = torch.tensor(query)
+    q = torch.tensor(query, device=device)
     for k in (1, 2, 4, 7):  # 4 and 7 exceed the cached num_neighbors=2
         got = tree.nearest_classes(q, k)
         assert got.shape == (len(query), k)
         assert got.tolist() == bf_nearest(ref, query, k), k
 
     candidates = [3, 14, 21, 8, 70]
-    got = tree.nearest_classes(q, 3, candidates=torch.tensor(candidates))
+    got = tree.nearest_classes(q, 3, candidates=torch.tensor(candidates, device=device))
     assert got.tolist() == bf_nearest(ref, query, 3, candidates)
-    got = tree.nearest_classes(q, 1, candidates=torch.tensor(candidates))
+    got = tree.nearest_classes(q, 1, candidates=torch.tensor(candidates, device=device))
     assert got.tolist() == bf_nearest(ref, query, 1, candidates)
 
 
@@ -248,6 +263,19 @@ def test_to_cpu_keeps_the_margins():
         assert moved.device.type == "cpu"
         assert torch.equal(moved.margin(a, b), tree.margin(a, b))
     assert tree.to("cpu") is tree
+
+
+def test_to_another_device_and_back_keeps_every_table(device):
+    x, y = hierarchical_data([3, 3, 2, 4], labels=[1, 5, 9, 12], seed=15)
+    tree = HierarchicalClassTree.from_embeddings(x, y)
+    moved = tree.to(device)
+    assert moved.device.type == device.type and moved.statistics.device.type == device.type
+    back = moved.to("cpu")
+    for key, value in tree.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    a, b = label_grid([1, 5, 9, 12], device)
+    torch.testing.assert_close(moved.margin(a, b).cpu(), tree.margin(*label_grid([1, 5, 9, 12])))
+    assert moved.to(device) is moved
 
 
 def test_labels_on_another_device_say_to_move_the_tree():

@@ -20,25 +20,28 @@ def make_models(seed=0):
     return trunk, embedder
 
 
-def test_rebuild_in_a_plain_loop_matches_brute_force(blob_dataset):
+def test_rebuild_in_a_plain_loop_matches_brute_force(blob_dataset, device):
     trunk, embedder = make_models()
-    model = torch.nn.Sequential(trunk, embedder).train()
+    model = torch.nn.Sequential(trunk, embedder).to(device).train()
     loss = losses.HierarchicalTripletLoss()
     hook = tree_hooks.TreeRebuildHook(blob_dataset, consumers=[loss], batch_size=7, progress=False)
     assert loss.drop_in is False  # registering turns drop-in off
     tree = hook.rebuild(model)
+    assert tree.device.type == device.type  # built where the model is
     assert model.training  # the previous mode is restored
     assert loss.tree is tree and hook.tree is tree
     with torch.no_grad():
         model.eval()
-        emb = torch.nn.functional.normalize(model(blob_dataset.data).double(), dim=1)
+        emb = model(blob_dataset.data.to(device)).cpu()
+        emb = torch.nn.functional.normalize(emb.double(), dim=1)
     labels = torch.as_tensor(blob_dataset.labels)
     for c in np.unique(blob_dataset.labels)[:4]:
         xc = emb[labels == c]
         pair = ((xc[:, None] - xc[None]) ** 2).sum(-1)
         n = len(xc)
         expected = float(pair.sum() / (n * n - n))
-        assert float(tree.spread(torch.tensor([int(c)]))) == pytest.approx(expected, rel=1e-9)
+        spread = tree.spread(torch.tensor([int(c)], device=device))
+        assert float(spread) == pytest.approx(expected, rel=1e-9)
 
 
 def test_label_fn_maps_the_tree_labels(blob_dataset):
@@ -48,8 +51,8 @@ def test_label_fn_maps_the_tree_labels(blob_dataset):
     assert tree.labels.tolist() == list(range(12))
 
 
-def test_trainer_two_epochs_every_consumer_gets_each_new_tree(blob_dataset):
-    trunk, embedder = make_models()
+def test_trainer_two_epochs_every_consumer_gets_each_new_tree(blob_dataset, device):
+    trunk, embedder = (m.to(device) for m in make_models())
     loss = losses.HierarchicalTripletLoss()
     miner = miners.HierarchicalTripletMiner()
     sampler = samplers.AnchorNeighborSampler(blob_dataset.labels, 2, 2, 4, seed=0)
@@ -77,9 +80,11 @@ def test_trainer_two_epochs_every_consumer_gets_each_new_tree(blob_dataset):
         set_min_label_to_zero=True,
         dataset_labels=blob_dataset.labels,
         dataloader_num_workers=0,
+        data_device=device,
     )
     assert hook(trainer) is True  # the initial tree, before the first epoch
     initial = hook.tree
+    assert initial.device.type == device.type
     assert initial.labels.tolist() == list(range(12))  # the trainer's remapped labels
     trainer.train(num_epochs=2)
     assert hook.num_rebuilds == 3
@@ -100,10 +105,12 @@ def test_chain_hooks_stops_when_any_hook_says_false():
     assert tree_hooks.chain_hooks(lambda t: None, lambda t: True)(None) is True
 
 
-def test_failed_hand_out_leaves_every_consumer_unchanged(blob_dataset):
-    model = torch.nn.Sequential(*make_models())
+def test_failed_hand_out_leaves_every_consumer_unchanged(blob_dataset, device):
+    model = torch.nn.Sequential(*make_models()).to(device)
     old = HierarchicalClassTree(
-        ClassStatistics.from_embeddings(torch.randn(20, 8), torch.arange(4).repeat(5))
+        ClassStatistics.from_embeddings(
+            torch.randn(20, 8, device=device), torch.arange(4, device=device).repeat(5)
+        )
     )
     loss = losses.HierarchicalTripletLoss(tree=old)
     # a sampler whose classes the new tree does not know makes the hand-out fail
@@ -253,6 +260,7 @@ def test_trainer_label_hierarchy_level_gives_a_tree_of_that_level(blob_dataset):
         label_hierarchy_level=1,
         end_of_epoch_hook=hook,
         dataloader_num_workers=0,
+        data_device=torch.device("cpu"),  # PML's default is CUDA where there is one
     )
     hook(trainer)
     assert sampler.tree is hook.tree and loss.tree is hook.tree

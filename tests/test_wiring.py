@@ -32,6 +32,7 @@ def make_trainer(dataset, loss, sampler, batch_size=None, miner=None, hook=None)
         sampler=sampler,
         end_of_epoch_hook=hook,
         dataloader_num_workers=0,
+        data_device=torch.device("cpu"),  # PML's default is CUDA where there is one
     )
 
 

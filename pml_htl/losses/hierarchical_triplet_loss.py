@@ -85,6 +85,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     With ``collect_stats=True`` (or PML's ``c_f.COLLECT_STATS``) every forward
     records ``num_triplets``, ``num_violating_triplets`` and ``mean_margin``,
     which PML's record-keeper logs. See docs/method.md for the formulas.
+
+    The default forward and backward read no value back to the host, so on
+    CUDA they never wait for the GPU; the input's value checks run there as
+    device-side asserts (``PML_HTL_EAGER_CHECKS=1``: ValueErrors, with a sync
+    each). docs/method.md, "Input checks and their cost", lists what syncs.
     """
 
     def __init__(
@@ -188,16 +193,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     def _all_triplets_mean(self, embeddings, dist, offsets, alpha, positive, negative, sign):
         """Mean over every (a, p, n) with positive[a, p] and negative[a, n]."""
         pos_count, neg_count = positive.sum(1), negative.sum(1)
-        num_triplets = int((pos_count * neg_count).sum())
-        if num_triplets == 0:
-            return self._zero_losses(embeddings)
+        # a tensor, not read back: without triplets the sum is 0 and so the loss
+        num_triplets = (pos_count * neg_count).sum()
         total, active = all_triplet_hinge_sum(dist, offsets, positive, negative, sign)
-        if self.collect_stats:
-            self.num_triplets = num_triplets
+        if self.collect_stats:  # PML's statistics are numbers: read back (a sync on CUDA)
+            self.num_triplets = int(num_triplets)
             self.num_violating_triplets = int(active)
             margin_sum = (pos_count * torch.where(negative, alpha, 0).sum(1)).sum()
-            self.mean_margin = float(margin_sum) / num_triplets
-        loss = total / (2 * num_triplets)
+            self.mean_margin = float(margin_sum) / max(self.num_triplets, 1)
+        loss = total / (2 * num_triplets.clamp(min=1))
         return {
             "loss": {
                 "losses": loss,

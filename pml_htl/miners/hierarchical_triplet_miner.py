@@ -10,7 +10,7 @@ from pytorch_metric_learning.miners import BaseMiner
 
 from .._hinge import check_distance, hinge_terms
 from .._logging import warn_once
-from .._triplets import all_triplet_indices, same_class_masks
+from .._triplets import same_class_masks, violating_triplets
 from .._validation import check_beta, check_metric_inputs, check_positive_int
 from ..tree import MAX_SQUARED_DISTANCE, HierarchicalClassTree, TreeConsumerMixin, check_tree
 
@@ -30,7 +30,13 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
             mode (the miner then follows the loss's own trees).
         beta: beta of the margin (default 0.1), a squared distance in [0, 4].
         distance: as for the loss (default ``LpDistance(power=2)``).
-        max_elements: bound on the working set of one chunk of anchors.
+        max_elements: bound on the working set of one chunk of anchors
+            (rows of the (B, M) distance matrix).
+
+    The triplets are listed without listing the easy ones. Their number sizes
+    the output, so it is read back to the host once per call (on CUDA, one
+    host-device synchronisation, as PML's miners need); the input checks run
+    as device-side asserts there (docs/method.md, "Input checks and their cost").
     """
 
     def __init__(
@@ -93,17 +99,4 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
             self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, allow_unknown
         )
         positive, negative = same_class_masks(labels, ref_labels, remove_self)
-        per_anchor = positive.sum(1) * negative.sum(1)
-        found = []
-        start, B = 0, embeddings.shape[0]
-        while start < B:
-            # grow the chunk of anchors until its triplets reach max_elements
-            cum = torch.cumsum(per_anchor[start:], 0)
-            stop = start + max(1, int((cum <= self.max_elements).sum()))
-            a, p, n = all_triplet_indices(positive[start:stop], negative[start:stop])
-            a = a + start
-            violation = sign * (dist[a, p] - dist[a, n]) + offsets[a, n]
-            keep = violation > 0
-            found.append((a[keep], p[keep], n[keep]))
-            start = stop
-        return tuple(torch.cat(x).to(labels.device) for x in zip(*found))
+        return violating_triplets(dist, offsets, positive, negative, sign, self.max_elements)

@@ -1,7 +1,8 @@
 """The class tree and its statistics: the one place that holds HTL's tree math.
 
 This package depends on nothing above it in pml_htl (only on the argument
-checks and the logger); the loss, miner, sampler and hook consume it.
+checks, the device policy of ``_sync`` and the logger); the loss, miner,
+sampler and hook consume it.
 """
 
 from .class_statistics import ClassStatistics

@@ -59,7 +59,13 @@ class ClassStatistics:
         """Statistics of no sample at all, to be filled with :meth:`update`."""
         if not isinstance(embedding_size, int) or embedding_size < 1:
             raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
-        return cls.zeros(torch.zeros(0, dtype=torch.long), embedding_size, device)
+        f64 = dict(dtype=torch.float64, device=device)
+        return cls(
+            torch.zeros(0, dtype=torch.long, device=device),
+            torch.zeros(0, **f64),
+            torch.zeros(0, embedding_size, **f64),
+            torch.zeros(0, **f64),
+        )
 
     @classmethod
     def zeros(

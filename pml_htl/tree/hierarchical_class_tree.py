@@ -8,7 +8,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-from .._validation import check_beta, check_labels, check_positive_int
+from .. import _sync
+from .._validation import check_beta, check_labels, check_positive_int, require
 from .class_statistics import ClassStatistics
 from .linkage import (
     LINKAGES,
@@ -26,6 +27,8 @@ from .linkage import (
 MAX_SQUARED_DISTANCE = 4.0
 
 _ROW_BLOCK = 1024
+#: Largest level comparison ((L + 1) x anchors x references) of one margin block.
+_PAIR_BLOCK = 1 << 24
 #: Largest class-distance matrix kept in memory (single and complete linkage).
 DENSE_MAX_BYTES = 1 << 30
 #: Average linkage uses a float64 distance matrix up to this many classes and
@@ -230,6 +233,15 @@ class HierarchicalClassTree:
         With ``allow_unknown`` returns ``(index, known)``; unknown labels get
         index 0 and ``known == False``. Otherwise an unknown label raises.
         """
+        idx, known = self._rows_of(labels)
+        if allow_unknown:
+            return idx, known
+        if not bool(known.all()):
+            raise ValueError(self._unknown_labels_message(labels[~known]))
+        return idx
+
+    def _rows_of(self, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(index, known) of each label, unknown labels at index 0; nothing read back."""
         if not torch.is_tensor(labels):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -242,15 +254,14 @@ class HierarchicalClassTree:
         labels = labels.long()
         idx = torch.searchsorted(self.labels, labels.contiguous()).clamp(max=self.num_classes - 1)
         known = self.labels[idx] == labels
-        if allow_unknown:
-            return idx.masked_fill(~known, 0), known
-        if not bool(known.all()):
-            missing = torch.unique(labels[~known])[:10].tolist()
-            raise ValueError(
-                f"labels {missing} are not in the class tree (it knows "
-                f"{self.num_classes} classes); rebuild the tree on data holding them"
-            )
-        return idx
+        return idx.masked_fill(~known, 0), known
+
+    def _unknown_labels_message(self, unknown: torch.Tensor) -> str:
+        missing = torch.unique(unknown)[:10].tolist()
+        return (
+            f"labels {missing} are not in the class tree (it knows "
+            f"{self.num_classes} classes); rebuild the tree on data holding them"
+        )
 
     def spread(self, labels: torch.Tensor) -> torch.Tensor:
         """s_c, the average squared distance between two samples of class c."""
@@ -267,18 +278,24 @@ class HierarchicalClassTree:
         return d.clamp(min=0)
 
     def _levels_of_indices(self, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
-        """H for broadcastable index tensors, computed once per distinct class pair."""
+        """H for broadcastable index tensors: once per distinct class pair where
+        reading back is free (``torch.unique`` reads its size back), else for
+        every pair."""
+        if _sync.syncs_are_costly(ia.device):
+            return self._levels_between(ia, ib)
         ua, inv_a = torch.unique(ia, return_inverse=True)
         ub, inv_b = torch.unique(ib, return_inverse=True)
+        return self._levels_between(ua[:, None], ub[None, :])[inv_a, inv_b]
+
+    def _levels_between(self, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+        """H of each pair of broadcastable index tensors."""
         # The partitions are nested (d_l grows with l), so the number of levels
         # at which two classes are apart is the first level joining them.
-        apart = (
-            self.level_assignments[:, ua][:, :, None] != self.level_assignments[:, ub][:, None, :]
-        )
+        apart = self.level_assignments[:, ia] != self.level_assignments[:, ib]
         levels = apart.sum(0).clamp_(max=self.num_levels)
         if self.level_start:
             levels = levels.clamp(min=self.level_start)
-        return levels[inv_a, inv_b]
+        return levels
 
     def merge_level(self, labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
         """H(p, q): the first level whose threshold exceeds p and q's merge height."""
@@ -306,10 +323,13 @@ class HierarchicalClassTree:
             ib, known_b = self.index_of(negative_labels, allow_unknown=True)
         else:
             ia, ib = self.index_of(anchor_labels), self.index_of(negative_labels)
-        alpha = beta + self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
+        alpha = self._margin_of_indices(ia, ib, beta)
         if allow_unknown:
             alpha = torch.where(known_a & known_b, alpha, torch.full_like(alpha, beta))
         return alpha
+
+    def _margin_of_indices(self, ia: torch.Tensor, ib: torch.Tensor, beta: float) -> torch.Tensor:
+        return beta + self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
 
     def margin_table(
         self,
@@ -320,12 +340,39 @@ class HierarchicalClassTree:
         dtype: torch.dtype = torch.float64,
     ) -> torch.Tensor:
         """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a} in ``dtype`` for
-        every sample of ``labels`` against every sample of ``ref_labels``, looked
-        up once per pair of classes present."""
-        classes, inverse = torch.unique(labels, return_inverse=True)
-        ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
-        table = self.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown)
-        return table.to(dtype)[inverse][:, ref_inverse]
+        every sample of ``labels`` against every sample of ``ref_labels``.
+
+        Where reading back is free (CPU) it is looked up once per pair of
+        classes present. Where it is not (CUDA) nothing is read back: every
+        pair of samples is looked up, and unknown labels fail a device-side
+        assert (:func:`pml_htl._validation.require`).
+        """
+        if not _sync.syncs_are_costly(self.device):
+            classes, inverse = torch.unique(labels, return_inverse=True)
+            ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
+            table = self.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown)
+            return table.to(dtype)[inverse][:, ref_inverse]
+        beta = check_beta(beta, MAX_SQUARED_DISTANCE)
+        (ia, known_a), (ib, known_b) = self._rows_of(labels), self._rows_of(ref_labels)
+        if not allow_unknown:
+            require(
+                known_a.all() & known_b.all(),
+                "labels or ref_labels hold a class that is not in the class tree",
+                lambda: self._unknown_labels_message(
+                    torch.cat([labels[~known_a], ref_labels[~known_b]])
+                ),
+            )
+        # rows of anchors at a time: the level comparison holds (L + 1) x rows x M
+        rows = max(1, _PAIR_BLOCK // ((self.num_levels + 1) * max(ib.shape[0], 1)))
+        table = torch.cat(
+            [
+                self._margin_of_indices(ia[start : start + rows, None], ib[None, :], beta)
+                for start in range(0, max(ia.shape[0], 1), rows)
+            ]
+        )
+        if allow_unknown:
+            table = torch.where(known_a[:, None] & known_b[None, :], table, beta)
+        return table.to(dtype)
 
     def _moments(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
         """(mu_c, Q_c/n_c) in ``dtype``; below float64 moved to the mean of all

@@ -23,7 +23,8 @@ class StatisticsBuffer:
         embedding_size: D.
         normalize: L2-normalise each embedding first, as the loss's distance does.
         capacity: rows queued before they are added (grown to the largest batch).
-        device: where the buffer and the statistics live.
+        device: where the statistics live until the first batch; then the
+            buffer and the statistics live on the batches' device.
 
     The buffer is float64 when the first batch is float64, float32 otherwise.
     """
@@ -52,9 +53,14 @@ class StatisticsBuffer:
     def add(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """Queue a batch; the caller has checked it (finite, 2-D, matching labels)."""
         n = embeddings.shape[0]
+        if self._rows is not None and self._rows.device != embeddings.device:
+            self.flush()  # the model moved: follow it (the statistics too)
+            self._rows = self._labels = None
         if self._rows is None:
+            # statistics resumed from a checkpoint may sit on another device
+            self.statistics = self.statistics.to(embeddings.device)
             dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
-            shape, device = (max(self.capacity, n), embeddings.shape[1]), self.statistics.device
+            shape, device = (max(self.capacity, n), embeddings.shape[1]), embeddings.device
             self._rows = torch.empty(shape, dtype=dtype, device=device)
             self._labels = torch.empty(shape[0], dtype=torch.long, device=device)
         if self._queued + n > self._rows.shape[0]:
