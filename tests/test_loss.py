@@ -10,6 +10,16 @@ import io
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    CLASSES,
+    D,
+    make_labels,
+    naive_mean,
+    naive_per_triplet,
+    naive_triplets,
+    sample,
+    training_tree,
+)
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance, SNRDistance
 from pytorch_metric_learning.reducers import AvgNonZeroReducer, SumReducer
@@ -17,32 +27,6 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from pml_htl import HierarchicalClassTree, WiringWarning, _triplets, losses
 from pml_htl.losses import hierarchical_triplet_loss as htl_module
-
-CLASSES = [3, 11, 20, 42, 57, 64]
-D = 8
-
-
-# ------------------------------------------------------------------ data
-def class_centres(seed=100, dim=D):
-    g = torch.Generator().manual_seed(seed)
-    supers = 1.5 * torch.randn(3, dim, generator=g, dtype=torch.float64)
-    idx = torch.arange(len(CLASSES)) % 3
-    return supers[idx] + 0.6 * torch.randn(len(CLASSES), dim, generator=g, dtype=torch.float64)
-
-
-def sample(labels, noise=0.9, seed=0, dim=D, dtype=torch.float64):
-    """Embeddings near each label's class centre (float64 unless told)."""
-    torch.manual_seed(seed)
-    centres = class_centres(dim=dim)
-    rows = torch.tensor([CLASSES.index(int(c)) if int(c) in CLASSES else 0 for c in labels])
-    x = centres[rows] + noise * torch.randn(len(labels), dim, dtype=torch.float64)
-    return x.to(dtype)
-
-
-def training_tree(num_levels=16, seed=1):
-    labels = torch.tensor(CLASSES).repeat_interleave(torch.tensor([5, 3, 1, 4, 6, 2]))
-    x = sample(labels, noise=0.5, seed=seed)
-    return HierarchicalClassTree.from_embeddings(x, labels, num_levels=num_levels)
 
 
 @pytest.fixture(scope="module")
@@ -54,81 +38,6 @@ def tree():
     off = alpha[~torch.eye(len(CLASSES), dtype=torch.bool)]
     assert off.max() - off.min() > 0.3
     return t
-
-
-BATCHES = {
-    "balanced": [3, 3, 3, 3, 11, 11, 11, 11, 20, 20, 20, 20, 57, 57, 57, 57],
-    # unequal class sizes, and class 64 has a single sample (no positive)
-    "unequal": [42, 3, 42, 11, 42, 3, 64, 11, 42, 3, 57, 57, 11, 42, 20, 20],
-}
-
-
-def make_labels(name):
-    return torch.tensor(BATCHES[name], dtype=torch.long)
-
-
-# -------------------------------------------------------- naive reference
-def unit(x):
-    return x / torch.sqrt((x * x).sum(1, keepdim=True))
-
-
-def naive_triplets(labels, ref_labels=None):
-    """All (a, p, n) by a triple loop. Without ref_labels, p != a."""
-    same_set = ref_labels is None
-    L = labels.tolist()
-    R = L if same_set else ref_labels.tolist()
-    out = []
-    for a in range(len(L)):
-        for p in range(len(R)):
-            if R[p] != L[a] or (same_set and p == a):
-                continue
-            for n in range(len(R)):
-                if R[n] != L[a]:
-                    out.append((a, p, n))
-    return out
-
-
-def formula_alpha(tree, beta, ya, yn, known=None):
-    """alpha = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree or for classes
-    the tree does not know (drop-in mode)."""
-    if tree is None:
-        return torch.full((len(ya),), float(beta), dtype=torch.float64)
-    if known is None:
-        return beta + tree.merge_distance(ya, yn) - tree.spread(ya)
-    alpha = torch.full((len(ya),), float(beta), dtype=torch.float64)
-    for i, (p, q) in enumerate(zip(ya.tolist(), yn.tolist())):
-        if p in known and q in known:
-            pa, qa = torch.tensor([p]), torch.tensor([q])
-            alpha[i] = beta + tree.merge_distance(pa, qa)[0] - tree.spread(pa)[0]
-    return alpha
-
-
-def naive_per_triplet(
-    emb, labels, triplets, tree, beta, kind="sq", ref_emb=None, ref_labels=None, known=None
-):
-    """0.5 * hinge of each triplet."""
-    x = unit(emb)
-    r = x if ref_emb is None else unit(ref_emb)
-    ref_labels = labels if ref_labels is None else ref_labels
-    a = torch.tensor([t[0] for t in triplets], dtype=torch.long)
-    p = torch.tensor([t[1] for t in triplets], dtype=torch.long)
-    n = torch.tensor([t[2] for t in triplets], dtype=torch.long)
-    alpha = formula_alpha(tree, beta, labels[a], ref_labels[n], known).to(x.dtype)
-    xa, xp, xn = x[a], r[p], r[n]
-    if kind == "sq":
-        v = ((xa - xp) ** 2).sum(1) - ((xa - xn) ** 2).sum(1) + alpha
-    elif kind == "plain":
-        v = torch.sqrt(((xa - xp) ** 2).sum(1)) - torch.sqrt(((xa - xn) ** 2).sum(1)) + alpha
-    elif kind == "cos":
-        v = (xa * xn).sum(1) - (xa * xp).sum(1) + alpha / 2
-    else:
-        raise AssertionError(kind)
-    return 0.5 * torch.clamp(v, min=0)
-
-
-def naive_mean(*args, **kwargs):
-    per = naive_per_triplet(*args, **kwargs)
-    return per.sum() / len(per)
 
 
 def distance_for(kind):

@@ -3,43 +3,10 @@ TripletMarginLoss."""
 
 import pytest
 import torch
+from helpers import miner_tree, naive_violating
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 
-from pml_htl import HierarchicalClassTree, WiringWarning, losses, miners
-
-
-def make_tree(num_classes=6, dim=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(num_classes).repeat_interleave(7)
-    emb = torch.randn(num_classes, dim, generator=g).repeat_interleave(7, 0)
-    emb = emb + 0.8 * torch.randn(emb.shape, generator=g)
-    return HierarchicalClassTree.from_embeddings(emb, labels)
-
-
-def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set):
-    x = torch.nn.functional.normalize(emb.double(), dim=1)
-    r = torch.nn.functional.normalize(ref.double(), dim=1)
-    found = set()
-    for a in range(len(x)):
-        for p in range(len(r)):
-            if labels[a] != ref_labels[p] or (same_set and a == p):
-                continue
-            for n in range(len(r)):
-                if ref_labels[n] == labels[a]:
-                    continue
-                ya, yn = labels[a : a + 1], ref_labels[n : n + 1]
-                alpha = float(beta + tree.merge_distance(ya, yn) - tree.spread(ya))
-                if kind == "cos":
-                    v = float(x[a] @ r[n] - x[a] @ r[p]) + alpha / 2
-                else:
-                    dap = float(((x[a] - r[p]) ** 2).sum())
-                    dan = float(((x[a] - r[n]) ** 2).sum())
-                    if kind == "plain":
-                        dap, dan = dap**0.5, dan**0.5
-                    v = dap - dan + alpha
-                if v > 0:
-                    found.add((a, p, n))
-    return found
+from pml_htl import WiringWarning, losses, miners
 
 
 @pytest.mark.parametrize(
@@ -48,7 +15,7 @@ def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set):
 )
 @pytest.mark.parametrize("beta", [0.1, 0.6])
 def test_mined_triplets_are_the_violating_ones(kind, distance, beta, device):
-    tree = make_tree()
+    tree = miner_tree()
     torch.manual_seed(1)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
     emb = torch.randn(len(labels), 8, dtype=torch.float64)
@@ -66,7 +33,7 @@ def test_mined_triplets_are_the_violating_ones(kind, distance, beta, device):
 
 @pytest.mark.parametrize("max_elements", [5, 25, 1 << 22])
 def test_mining_against_ref_emb_in_chunks(device, max_elements):
-    tree = make_tree()
+    tree = miner_tree()
     torch.manual_seed(2)
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
     ref_labels = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 5, 1])
@@ -99,7 +66,7 @@ def test_mined_triplets_drive_pml_triplet_margin_loss():
     """PML's TripletMarginLoss(margin=0.1) on the mined triplets has the value
     and gradient of a loop over them with PML's defaults: unit-length
     embeddings, Euclidean distances, the mean over triplets with a positive loss."""
-    tree = make_tree()
+    tree = miner_tree()
     labels = torch.arange(6).repeat_interleave(3)
     g = torch.Generator().manual_seed(4)
     emb = torch.randn(len(labels), 8, generator=g, dtype=torch.float64, requires_grad=True)
@@ -127,7 +94,7 @@ def test_mined_triplets_drive_pml_triplet_margin_loss():
 
 
 def test_bad_labels_embeddings_beta_or_tree_are_refused():
-    miner = miners.HierarchicalTripletMiner(tree=make_tree())
+    miner = miners.HierarchicalTripletMiner(tree=miner_tree())
     with pytest.raises(ValueError, match="labels"):
         miner(torch.randn(4, 8), torch.tensor([0, 1, 99, 1]))
     with pytest.raises(TypeError, match="labels"):

@@ -157,3 +157,22 @@ def test_pml_htl_has_no_hooks_attribute_that_shadows_pml_idiom():
     """``hooks = logging_presets.get_hook_container(...)`` next to
     ``from pml_htl import *`` must not meet a pml_htl ``hooks``."""
     assert "hooks" not in pml_htl.__all__
+
+
+def test_no_test_file_imports_another_test_file():
+    """Shared data and references live in tests/helpers.py, so a test file can be
+    read, run and deleted on its own."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")
+            ]
+    assert not offenders, offenders

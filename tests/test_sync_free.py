@@ -20,10 +20,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import RefTree, hierarchical_data
+from helpers import (
+    RefTree,
+    hierarchical_data,
+    make_labels,
+    miner_tree,
+    naive_mean,
+    naive_triplets,
+    naive_violating,
+    sample,
+    training_tree,
+)
 from pytorch_metric_learning.distances import CosineSimilarity
-from test_loss import make_labels, naive_mean, naive_triplets, sample, training_tree
-from test_miner import make_tree, naive_violating
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -318,7 +326,7 @@ def test_margin_table_matches_the_formula(paths, monkeypatch):
 def test_miner_reads_back_once_on_cudas_paths(cuda_paths, max_elements):
     """One read-back however many chunks: the number of triplets, which sizes
     the output."""
-    tree = make_tree()
+    tree = miner_tree()
     torch.manual_seed(1)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
     emb = torch.randn(len(labels), 8)
@@ -386,7 +394,7 @@ def test_cuda_loss_step_does_not_synchronise(cuda_device, case):
 
 
 def test_cuda_miner_synchronises_once(cuda_device):
-    tree = make_tree()
+    tree = miner_tree()
     torch.manual_seed(1)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
     emb = torch.randn(len(labels), 8)
