@@ -25,8 +25,8 @@
 # faiss on the GPU, install the gpu extra beforehand (README, "GPU"); the
 # report says which faiss build ran.
 #
-# Time: every step runs under its own `timeout` (seconds: environment 30,
-# tests 160, perf 135, compare 125; venv 60 and setup 240 only when needed),
+# Time: every step runs under its own `timeout` (seconds: environment 20,
+# tests 200, perf 120, compare 110; venv 60 and setup 240 only when needed),
 # cut so that all of them end within PML_HTL_CHECK_BUDGET seconds of the start
 # (default 450; the report takes a few more, 8 minutes in all at most): a
 # setup that installs leaves less time to the last steps. Environment
@@ -166,11 +166,11 @@ if [ -n "$MISSING" ]; then
 fi
 
 # ------------------------------------------------------------------ the steps
-run_step environment 30 "$PY" benchmarks/device_report.py environment "$WORK/env.json"
+run_step environment 20 "$PY" benchmarks/device_report.py environment "$WORK/env.json"
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
-run_step tests 160 env PML_HTL_TEST_DEVICE=$DEVICE "$PY" -m pytest $PYTEST_ARGS
-run_step perf 135 "$PY" benchmarks/perf.py "${PERF_ARGS[@]}" --out "$WORK/perf.md"
-run_step compare 125 "$PY" benchmarks/compare.py "${COMPARE_ARGS[@]}" --out "$WORK/compare"
+run_step tests 200 env PML_HTL_TEST_DEVICE=$DEVICE "$PY" -m pytest $PYTEST_ARGS
+run_step perf 120 "$PY" benchmarks/perf.py "${PERF_ARGS[@]}" --out "$WORK/perf.md"
+run_step compare 110 "$PY" benchmarks/compare.py "${COMPARE_ARGS[@]}" --out "$WORK/compare"
 
 # ------------------------------------------------------------------ the report
 RENDER=(benchmarks/device_report.py render --work "$WORK" --out "$OUT")
