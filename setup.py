@@ -7,7 +7,15 @@ with open("README.md", encoding="utf-8") as f:
 # brought ImageFont.Layout.
 glyphs = ["matplotlib>=3.7", "pillow>=9.1", "fonttools>=4", "scipy>=1.10"]
 extras = {
-    "gpu": ["faiss-gpu"],
+    # faiss with GPU support: faiss-gpu-cu12 (Linux x86-64 wheels built for
+    # CUDA 12) has wheels for Python 3.9 (faiss 1.12) to 3.13 (faiss 1.14) and
+    # takes a CUDA >= 12.1 runtime from pip's nvidia-*-cu12 packages, so it
+    # installs beside every CUDA 12 build of torch >= 2.1. Not "faiss-gpu": its
+    # current wheels (1.14.3+) start at Python 3.10 (3.9 gets the old 1.7.2) and
+    # need CUDA >= 12.6, which clashes with torch's CUDA 12.1 and 12.4 builds.
+    # faiss-cpu (in "cpu", "bench", "dev") installs the same module "faiss":
+    # install one of the two (README, "GPU").
+    "gpu": ["faiss-gpu-cu12"],
     "cpu": ["faiss-cpu"],
     "hooks": ["record-keeper>=0.9.32", "tensorboard"],
     "glyphs": glyphs,

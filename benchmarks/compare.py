@@ -913,10 +913,13 @@ def check_classes_per_batch(cfg, train_labels) -> None:
 
 
 def describe_environment(device: torch.device) -> Dict[str, Any]:
+    from pml_htl.utils.faiss_device import describe_knn
+
     return {
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(device),
+        "knn": describe_knn(device),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -968,7 +971,8 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
     if ks_notice:
         console.say(ks_notice)
     console.say(
-        f"data: {splits.description}; device: {environment['device']}; processes: {world_size}"
+        f"data: {splits.description}; device: {environment['device']}; "
+        f"k-NN: {environment['knn']}; processes: {world_size}"
     )
     runs = []
     for loss, seed in [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]:

@@ -23,7 +23,9 @@ from pytorch_metric_learning.utils.accuracy_calculator import (
     nan_accuracy,
     try_getting_not_lone_labels,
 )
-from pytorch_metric_learning.utils.inference import CustomKNN, FaissKMeans
+from pytorch_metric_learning.utils.inference import CustomKNN
+
+from .faiss_device import faiss_available, faiss_kmeans, faiss_knn
 
 __all__ = [
     "AccuracyCalculator",
@@ -139,6 +141,8 @@ class RecallAtKAccuracyCalculator(AccuracyCalculator):
         self.normalize_embeddings = bool(normalize_embeddings)
         if isinstance(device, str):
             device = torch.device(device)
+        if knn_func is None and faiss_available():
+            knn_func = faiss_knn(device or c_f.use_cuda_if_available())
         super().__init__(
             include=include,
             exclude=exclude,
@@ -241,15 +245,6 @@ class RecallAtKAccuracyCalculator(AccuracyCalculator):
         )
 
 
-def faiss_available() -> bool:
-    """True when faiss can be imported (PML's default k-NN and k-means)."""
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def make_accuracy_calculator(
     recall_at_ks: Sequence[int] = DEFAULT_RECALL_AT_KS,
     device: Optional[Union[str, torch.device]] = None,
@@ -259,10 +254,11 @@ def make_accuracy_calculator(
 ) -> RecallAtKAccuracyCalculator:
     """A :class:`RecallAtKAccuracyCalculator` that works with or without faiss.
 
-    With faiss importable, PML's defaults are kept (exact faiss k-NN, on the
-    GPU when faiss-gpu and CUDA are there; faiss k-means for NMI/AMI, with its
-    warning about few points per centroid turned off: test sets with many
-    small classes always trigger it, and it changes nothing).
+    With faiss importable, PML's defaults are kept (exact faiss k-NN; faiss
+    k-means for NMI/AMI, with its warning about few points per centroid turned
+    off: test sets with many small classes always trigger it, and it changes
+    nothing), both on ``device``'s GPU when it is CUDA and faiss has GPU
+    support (a faiss-gpu wheel), on the CPU otherwise.
     Without it, the k-NN is ``CustomKNN(CosineSimilarity())`` in torch
     (batched by ``knn_batch_size`` queries) and NMI/AMI, which need faiss
     k-means, are excluded, unless ``kmeans_func`` is passed. Embeddings are
@@ -272,9 +268,10 @@ def make_accuracy_calculator(
     if isinstance(device, str):
         device = torch.device(device)
     if faiss_available() and kwargs.get("kmeans_func") is None:
-        on_gpu = (device or c_f.use_cuda_if_available()).type == "cuda"
         # PML's k-means (20 iterations), without the per-call faiss warning
-        kwargs["kmeans_func"] = FaissKMeans(niter=20, gpu=on_gpu, min_points_per_centroid=1)
+        kwargs["kmeans_func"] = faiss_kmeans(
+            device or c_f.use_cuda_if_available(), niter=20, min_points_per_centroid=1
+        )
     if not faiss_available():
         if kwargs.get("knn_func") is None:
             kwargs["knn_func"] = CustomKNN(CosineSimilarity(), batch_size=knn_batch_size)
