@@ -206,6 +206,30 @@ def test_saved_and_restored_loss_keeps_the_gathered_statistics(blob_dataset, tmp
     assert torch.equal(got.level_assignments, want.level_assignments)
 
 
+class RefusingConsumer:
+    tree = None
+
+    def update_tree(self, tree):
+        if self.tree is not None:
+            raise RuntimeError("consumer refused the tree")
+        self.tree = tree
+
+
+def test_a_refused_tree_leaves_the_gathered_statistics_in_place(blob_dataset):
+    model = torch.nn.Sequential(*make_models())
+    loss = losses.HierarchicalTripletLoss()
+    hook = tree_hooks.TreeRebuildHook(
+        blob_dataset, consumers=[loss, RefusingConsumer()], statistics_from="training"
+    )
+    first = hook.rebuild(model)
+    x, y = torch.randn(8, 8), torch.as_tensor(blob_dataset.labels[::15])
+    loss(x, y)
+    with pytest.raises(RuntimeError, match="refused"):
+        hook.rebuild(model)
+    assert loss.tree is first and hook.num_rebuilds == 1
+    assert_statistics_match(loss.statistics, loop_statistics([(x, y)]), rtol=1e-6)
+
+
 def test_bad_statistics_from_and_wiring_are_refused(blob_dataset):
     with pytest.raises(ValueError, match="statistics_from must be one of"):
         tree_hooks.TreeRebuildHook(blob_dataset, statistics_from="train")

@@ -314,9 +314,7 @@ class TreeRebuildHook:
             gatherer = self._check_gatherers(self.consumers)
         if gatherer is not None and gatherer.tree is not None:
             statistics, source = self._training_statistics(gatherer)
-        else:
-            if gatherer is not None:
-                gatherer.take_statistics()  # steps before the first tree: not used
+        else:  # the steps before a first tree (if any) are not used
             start = time.perf_counter()
             statistics = self._embedded_statistics(models, embed, label_fn, getter)
             embedding_seconds = time.perf_counter() - start
@@ -327,6 +325,8 @@ class TreeRebuildHook:
         tree = HierarchicalClassTree(statistics, **self.tree_options)
         check_same_tree(tree)
         self._hand_out(tree, sampler_label_fn)
+        if gatherer is not None:
+            gatherer.take_statistics()  # only now: a refused tree leaves them in place
         LOGGER.info("tree rebuild %d: %s; %s", self.num_rebuilds, source, tree.summary())
         return tree
 
@@ -334,7 +334,7 @@ class TreeRebuildHook:
         """The statistics the loss gathered since the last rebuild, combined
         across ranks, with its current tree's for the classes they lack."""
         previous = gatherer.tree.statistics
-        gathered = gatherer.take_statistics()
+        gathered = gatherer.statistics
         if gathered is None:  # no training step: every class keeps its statistics
             gathered = ClassStatistics.empty(previous.embedding_size, previous.device)
         gathered = combine_rank_statistics(gathered).nonempty()
