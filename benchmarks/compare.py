@@ -69,7 +69,8 @@ HYPERPARAMETERS: Dict[str, Dict[str, Any]] = {
     "htl_plain": {"beta": 0.1},
 }
 #: HTL with one open choice of the paper set otherwise than the default (the
-#: loss's tree options, or the sampler's m): the ablations behind the defaults.
+#: loss's tree options, the sampler's m, or the hook's statistics view): the
+#: ablations behind the defaults.
 CHOICE_VARIANTS: Dict[str, Dict[str, Any]] = {
     "htl_single": {"linkage": "single"},
     "htl_complete": {"linkage": "complete"},
@@ -78,6 +79,7 @@ CHOICE_VARIANTS: Dict[str, Dict[str, Any]] = {
     "htl_L32": {"num_levels": 32},
     "htl_m2": {"classes_per_anchor": 2},
     "htl_m8": {"classes_per_anchor": 8},
+    "htl_train_stats": {"statistics_from": "training"},
 }
 for _variant in CHOICE_VARIANTS:
     HYPERPARAMETERS[_variant] = {"beta": 0.1}
@@ -102,13 +104,16 @@ LOSS_TITLES = {
     "htl_L32": "choice: HTL, L = 32 levels",
     "htl_m2": "choice: HTL, m = 2 classes per anchor (l' = 8)",
     "htl_m8": "choice: HTL, m = 8 classes per anchor (l' = 2)",
+    "htl_train_stats": "choice: HTL, tree from the training steps' embeddings (no extra pass)",
 }
 #: Losses whose batches come from the anchor-neighbour sampler.
 USES_AN_SAMPLER = {"htl", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
 #: Losses that need the class tree (rebuilt every epoch).
 USES_TREE = {"htl", "htl_mperclass", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
-#: The sampler options a choice variant sets (the rest are the loss's tree options).
+#: The sampler and tree-hook options a choice variant sets (the rest are the
+#: loss's tree options).
 SAMPLER_OPTIONS = ("classes_per_anchor",)
+HOOK_OPTIONS = ("statistics_from",)
 
 PRESETS = {
     "cpu": {},
@@ -187,7 +192,11 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
     elif name in ("htl", "htl_mperclass"):
         loss = losses.HierarchicalTripletLoss(**hp, **kw)
     elif name in CHOICE_VARIANTS:
-        tree_options = {k: v for k, v in CHOICE_VARIANTS[name].items() if k not in SAMPLER_OPTIONS}
+        tree_options = {
+            k: v
+            for k, v in CHOICE_VARIANTS[name].items()
+            if k not in SAMPLER_OPTIONS + HOOK_OPTIONS
+        }
         loss = losses.HierarchicalTripletLoss(**tree_options, **hp, **kw)
     elif name == "htl_plain":
         loss = losses.HierarchicalTripletLoss(distance=distances.LpDistance(power=1), **hp, **kw)
@@ -524,8 +533,9 @@ def build_tree_hook(loss_name: str, consumers, dataset, cfg, progress: bool):
     if loss_name not in USES_TREE:
         return None
     consumers = [c for c in consumers if hasattr(c, "update_tree")]
+    options = {k: v for k, v in CHOICE_VARIANTS.get(loss_name, {}).items() if k in HOOK_OPTIONS}
     return tree_hooks.TreeRebuildHook(
-        dataset, consumers=consumers, num_workers=cfg["num_workers"], progress=progress
+        dataset, consumers=consumers, num_workers=cfg["num_workers"], progress=progress, **options
     )
 
 
@@ -719,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--choices",
         action="store_true",
-        help="add HTL with each open choice set otherwise (linkage, level counting, L, m)",
+        help="add HTL with each open choice set otherwise (linkage, level counting, L, m,\n"
+        "the tree's statistics from the training steps)",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")

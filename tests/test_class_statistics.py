@@ -141,3 +141,21 @@ def test_update_with_another_embedding_size_says_so():
     with pytest.raises(ValueError, match="embedding size 3, got 5"):
         s.update(torch.randn(2, 5), torch.tensor([0, 1]))
     assert torch.equal(s.sums, before)
+
+
+def test_with_missing_from_takes_only_the_classes_that_have_no_sample():
+    """A training epoch's statistics, and a previous tree's for the classes the
+    epoch did not draw (an empty class of a zeros() index counts as missing)."""
+    torch.manual_seed(7)
+    y_new, y_old = torch.tensor([7, 10, 7, 10]), torch.tensor([7, -3, 1000, 10, -3])
+    x_new, x_old = torch.randn(4, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    new = ClassStatistics.zeros(torch.tensor(ODD_LABELS), 3).update(x_new, y_new)
+    old = ClassStatistics.from_embeddings(x_old, y_old)
+    merged = new.with_missing_from(old)
+    keep_old = torch.isin(y_old, torch.tensor([-3, 1000]))
+    assert_statistics_match(
+        merged, loop_statistics([(x_new, y_new), (x_old[keep_old], y_old[keep_old])])
+    )
+    assert new.counts.tolist() == [0, 2, 2, 0]  # neither input changes
+    with pytest.raises(ValueError, match="embedding size"):
+        new.with_missing_from(ClassStatistics.from_embeddings(torch.randn(2, 4), y_new[:2] + 5))

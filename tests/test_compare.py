@@ -71,6 +71,28 @@ def test_end_to_end_outputs(folder_root, tmp_path):
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_training_statistics_row_runs_without_extra_passes(folder_root, tmp_path, monkeypatch):
+    """htl_train_stats embeds the training set for its first tree only."""
+    from pml_htl import tree_hooks
+
+    passes = []
+    real = tree_hooks.TreeRebuildHook._embedded_statistics
+
+    def counted(hook, *args, **kwargs):
+        passes.append(hook.statistics_from)
+        return real(hook, *args, **kwargs)
+
+    monkeypatch.setattr(tree_hooks.TreeRebuildHook, "_embedded_statistics", counted)
+    out = tmp_path / "out"
+    compare.main(args_for(folder_root, out, losses=("htl", "htl_train_stats"), seeds=("0",)))
+    # 2 epochs: the initial tree and one after the first epoch (none after the last)
+    assert passes == ["inference", "inference", "training"]
+    run = json.loads((out / "runs" / "htl_train_stats__seed0.json").read_text())
+    assert run["choices"] == {"statistics_from": "training"}
+    assert [p["epoch"] for p in run["curve"]] == [0, 1, 2]
+    assert "tree from the training steps" in (out / "results.md").read_text()
+
+
 def test_resume_skips_finished_runs(folder_root, tmp_path, monkeypatch):
     out = tmp_path / "out"
     real = compare.run_one
@@ -129,13 +151,14 @@ def test_two_processes_under_torchrun(folder_root, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += [COMPARE]
-    cmd += args_for(folder_root, out, losses=("triplet", "htl"), seeds=("0",))
+    cmd += args_for(folder_root, out, losses=("triplet", "htl", "htl_train_stats"), seeds=("0",))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["configuration"]["world_size"] == 2
-    assert {(r["loss"], r["seed"]) for r in results["runs"]} == {("triplet", 0), ("htl", 0)}
+    runs = {(r["loss"], r["seed"]) for r in results["runs"]}
+    assert runs == {("triplet", 0), ("htl", 0), ("htl_train_stats", 0)}
     for run in results["runs"]:
         assert [p["epoch"] for p in run["curve"]] == [0, 1, 2]
     assert (out / "convergence.png").exists() and (out / "results.md").exists()
@@ -310,7 +333,7 @@ def test_config_hash_covers_the_runs_own_settings_only():
 
 
 @pytest.mark.parametrize("name", sorted(compare.CHOICE_VARIANTS))
-def test_choice_variants_set_exactly_their_option(name):
+def test_choice_variants_set_exactly_their_option(name, blob_dataset):
     """Each open-choice row changes one option of HTL and nothing else."""
     options = compare.CHOICE_VARIANTS[name]
     loss, miner, _ = compare.build_loss(name, {"beta": 0.1}, collect_stats=False)
@@ -323,6 +346,9 @@ def test_choice_variants_set_exactly_their_option(name):
     m = options.get("classes_per_anchor", 4)
     assert sampler.classes_per_anchor == m and sampler.batch_size == 64
     assert sampler.anchors_per_batch == 64 // (m * 4)
+    hook = compare.build_tree_hook(name, [loss, sampler], blob_dataset, {"num_workers": 0}, False)
+    assert hook.statistics_from == options.get("statistics_from", "inference")
+    assert loss.gathers_statistics == (hook.statistics_from == "training")
     assert compare.config_hash(compare_cfg(), name) != compare.config_hash(compare_cfg(), "htl")
 
 

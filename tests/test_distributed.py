@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import assert_statistics_match, loop_statistics
 from pytorch_metric_learning.utils import distributed as pml_dist
 
 from pml_htl import ClassStatistics, HierarchicalClassTree, losses, samplers, tree_hooks
@@ -48,6 +49,10 @@ class Blobs(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.data[i], int(self.labels[i])
+
+
+#: each rank's labels in the training steps: classes 17, 19 and 21 are never drawn
+TRAINING_LABELS = [[5, 5, 7, 7, 9, 9, 11, 11], [13, 13, 15, 15, 5, 7, 9, 11]]
 
 
 def model():
@@ -98,6 +103,23 @@ def worker(rank, folder, backend):
         wrapped(x.to(device), y.to(device))
     out["drop_in_tree"] = drop_in.tree.state_dict()
     out["drop_in_seen"] = seen
+
+    # statistics_from="training": after the first tree, the gathered global batches
+    gathering = losses.HierarchicalTripletLoss()
+    hook = tree_hooks.TreeRebuildHook(
+        dataset, consumers=[gathering], statistics_from="training", progress=False
+    )
+    hook.rebuild(model())  # the first tree: an embedding pass, as above
+    wrapped = pml_dist.DistributedLossWrapper(gathering, efficient=False)
+    g = torch.Generator().manual_seed(200 + rank)
+    seen = []
+    for step in range(2):
+        x = torch.randn(B_LOCAL, 5, generator=g)
+        y = torch.tensor(TRAINING_LABELS[rank])
+        seen.append((x, y))
+        wrapped(x, y)
+    out["training_tree"] = hook.rebuild(model()).state_dict()
+    out["training_seen"] = seen
 
     # a deliberately divergent tree is an error on every rank
     g = torch.Generator().manual_seed(rank)
@@ -193,6 +215,26 @@ def test_drop_in_sums_the_ranks_statistics(results):
         assert torch.equal(tree.level_assignments, expected.level_assignments)
         # drop-in sums float32 embeddings per class in float32 before float64
         assert torch.allclose(tree.spreads, expected.spreads, rtol=1e-5)
+
+
+def test_training_statistics_are_those_of_the_global_batches(results):
+    """Every rank's loss saw the gathered global batch (efficient=False): the tree
+    holds each global sample once, and the first tree's statistics for the
+    classes no step drew."""
+    dataset = Blobs()
+    first = tree_hooks.TreeRebuildHook(dataset, progress=False).rebuild(model()).statistics
+    steps = zip(results[0]["training_seen"], results[1]["training_seen"])
+    batches = [(torch.cat([x0, x1]), torch.cat([y0, y1])) for (x0, y0), (x1, y1) in steps]
+    expected = loop_statistics(batches)
+    for c, n, S, Q in zip(first.labels.tolist(), first.counts, first.sums, first.squared_norms):
+        if c not in expected:
+            expected[c] = (int(n), S.numpy(), float(Q))
+    assert sorted(expected) == sorted(set(dataset.labels.tolist()))
+    trees = [HierarchicalClassTree.from_state_dict(g["training_tree"]) for g in results]
+    for tree in trees:
+        # the ranks' float32 sums differ in order only (each gathers its own rows first)
+        assert_statistics_match(tree.statistics, expected, rtol=1e-6)
+        assert torch.equal(tree.level_assignments, trees[0].level_assignments)
 
 
 def test_divergent_trees_raise_a_clear_error(results):

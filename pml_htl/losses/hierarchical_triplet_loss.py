@@ -82,6 +82,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     returned in float32, also when there is no triplet; gradients reach the
     embeddings in their own dtype. An empty batch gives a zero loss, as in PML.
 
+    Registered with a ``TreeRebuildHook(statistics_from="training")``, the loss
+    gathers the statistics of the detached embeddings of its training-mode
+    forwards (as drop-in mode does, in the same buffer) for the hook to build
+    the next tree from, instead of an extra pass over the training set.
+
     With ``collect_stats=True`` (or PML's ``c_f.COLLECT_STATS``) every forward
     records ``num_triplets``, ``num_violating_triplets`` and ``mean_margin``,
     which PML's record-keeper logs. See docs/method.md for the formulas.
@@ -113,7 +118,9 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self._tree_option_items = tuple(resolve_tree_options(options, tree, "tree").items())
         self.tree_update_interval = tree_update_interval
         self.drop_in = tree is None and tree_update_interval is not None
-        self._buffer: Optional[StatisticsBuffer] = None  # drop-in statistics
+        self._buffer: Optional[StatisticsBuffer] = None  # drop-in or gathered statistics
+        #: set by a TreeRebuildHook(statistics_from="training"): see gather_statistics
+        self.gathers_statistics = False
         self.iteration = 0
         self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
         self.add_to_recordable_attributes(
@@ -141,8 +148,24 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
 
     def disable_drop_in(self) -> None:
         """Stop building own trees and drop the statistics gathered for them."""
+        if self.drop_in:
+            self._buffer = None
         self.drop_in = False
+
+    def gather_statistics(self) -> None:
+        """Keep the class statistics (n_c, S_c, Q_c) of the detached embeddings of
+        every training-mode forward until :meth:`take_statistics`; turns drop-in
+        updates off. A ``TreeRebuildHook(statistics_from="training")`` calls this
+        when the loss is registered, and builds its trees from them."""
+        self.disable_drop_in()
+        self.gathers_statistics = True
+
+    def take_statistics(self) -> Optional[ClassStatistics]:
+        """The statistics gathered since the last call (None when no training
+        batch came), and start afresh."""
+        statistics = self.statistics
         self._buffer = None
+        return statistics
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
         check_metric_inputs(embeddings, labels, ref_emb, ref_labels)
@@ -152,7 +175,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
             # as PML's losses: nothing to compare. The iteration still counts, so
             # distributed ranks reach their drop-in rebuilds together.
-            self._maybe_update_own_tree(embeddings, labels)
+            self._record_training_batch(embeddings, labels)
             return self._zero_losses(embeddings)
         self._warn_if_no_tree()
         remove_self = ref_labels is labels  # PML's rule (identity, not equality)
@@ -178,7 +201,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             else:
                 triplets = convert_to_triplets(indices_tuple, B)
             loss_dict = self._per_triplet(embeddings, dist, offsets, alpha, triplets, sign)
-        self._maybe_update_own_tree(embeddings, labels)
+        self._record_training_batch(embeddings, labels)
         return loss_dict
 
     def _zero_losses(self, embeddings):
@@ -239,14 +262,18 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             "or register the loss with a TreeRebuildHook",
         )
 
-    def _maybe_update_own_tree(self, embeddings, labels) -> None:
-        if not (self.drop_in and self.training):
+    def _record_training_batch(self, embeddings, labels) -> None:
+        """Add a training batch to the statistics (drop-in mode or gathering for a
+        hook); in drop-in mode, build a new tree every tree_update_interval."""
+        if not (self.training and (self.drop_in or self.gathers_statistics)):
             return
         if self._buffer is None:
             self._buffer = StatisticsBuffer(
                 embeddings.shape[1], self.distance.normalize_embeddings, device=embeddings.device
             )
         self._buffer.add(embeddings, labels)  # forward() has checked the inputs
+        if not self.drop_in:
+            return
         self.iteration += 1
         if self.iteration % self.tree_update_interval:
             return
@@ -262,7 +289,8 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
 
     @property
     def statistics(self) -> Optional[ClassStatistics]:
-        """Drop-in mode: the statistics gathered since the last rebuild (None before)."""
+        """The statistics gathered since the last drop-in tree or the last
+        :meth:`take_statistics` (None before any training batch)."""
         return None if self._buffer is None else self._buffer.flush()
 
     def get_extra_state(self) -> Dict[str, Any]:
@@ -287,5 +315,6 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         iteration = int(state.get("iteration", 0))
         # a loss made with tree_update_interval=None stays out of drop-in mode
         drop_in = bool(state.get("drop_in", self.drop_in)) and self.tree_update_interval is not None
+        drop_in = drop_in and not self.gathers_statistics  # a hook takes the statistics
         self.tree, self._buffer = tree, buffer
         self.iteration, self.drop_in = iteration, drop_in

@@ -92,6 +92,22 @@ class ClassStatistics:
             self.labels[seen], self.counts[seen], self.sums[seen], self.squared_norms[seen]
         )
 
+    def with_missing_from(self, other: "ClassStatistics") -> "ClassStatistics":
+        """These statistics, and ``other``'s for the classes that have no sample
+        here (e.g. a previous tree's, for classes a training epoch did not draw)."""
+        current = self.nonempty()
+        other = other.nonempty().to(self.device)
+        missing = ~torch.isin(other.labels, current.labels)
+        if not bool(missing.any()):
+            return current
+        kept = ClassStatistics(
+            other.labels[missing],
+            other.counts[missing],
+            other.sums[missing],
+            other.squared_norms[missing],
+        )
+        return current + kept
+
     @classmethod
     def from_embeddings(
         cls, embeddings: torch.Tensor, labels: torch.Tensor, normalize: bool = True

@@ -16,7 +16,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .._logging import LOGGER, show_progress, warn_once
 from .._validation import check_positive_int
 from ..tree import ClassStatistics, HierarchicalClassTree, resolve_tree_options
-from ..tree.distributed import all_reduce_statistics, check_same_tree, world
+from ..tree.distributed import (
+    all_reduce_statistics,
+    check_same_tree,
+    combine_rank_statistics,
+    world,
+)
+
+#: Where a rebuild takes the class statistics from: an extra pass embedding the
+#: data set (the paper's), or the embeddings the loss saw in the epoch's steps.
+STATISTICS_SOURCES = ("inference", "training")
 
 
 def _takes_label_fn(consumer) -> bool:
@@ -66,6 +75,20 @@ class TreeRebuildHook:
     data set (every sample once), the class statistics are summed across ranks
     in one all-reduce, and the ranks' trees are checked to be identical.
 
+    With ``statistics_from="training"`` there is no extra pass after the first
+    tree: the registered :class:`~pml_htl.losses.HierarchicalTripletLoss`
+    gathers the statistics of the (detached, normalised as its distance does)
+    embeddings of every training step, and each rebuild takes them. So a tree
+    mixes embeddings from the start of the epoch with later ones, counts a
+    sample as often as the sampler drew it, and sees the training view
+    (augmented, in train mode). A class no step drew since the last rebuild
+    keeps the statistics it has in the loss's current tree. The first tree
+    (when the loss has none yet) still comes from an embedding pass: before
+    training there are no training embeddings, and the sampler needs every
+    class in the tree. Under torch.distributed the ranks' gathered statistics
+    are combined as in the loss's drop-in mode (the mean when every rank saw
+    the gathered global batch, the sum otherwise).
+
     Args:
         dataset: the training set without training augmentation, giving
             (data, label) items in the same label space as the training set.
@@ -80,6 +103,10 @@ class TreeRebuildHook:
         data_and_label_getter: maps a collated batch to (data, labels).
         progress: a progress bar over the embedding pass; by default only when
             stderr is a terminal and ``TQDM_DISABLE`` is not set.
+        statistics_from: ``"inference"`` (default, the paper's): every rebuild
+            embeds ``dataset``; ``"training"``: rebuilds after the first take
+            the statistics a registered HierarchicalTripletLoss gathered from
+            the training steps (exactly one must be registered).
     """
 
     def __init__(
@@ -95,7 +122,17 @@ class TreeRebuildHook:
         data_and_label_getter: Optional[Callable] = None,
         collate_fn: Optional[Callable] = None,
         progress: Optional[bool] = None,
+        statistics_from: str = "inference",
     ):
+        if not isinstance(statistics_from, str):
+            raise TypeError(
+                f"statistics_from must be a str, one of {STATISTICS_SOURCES}, got "
+                f"{type(statistics_from).__name__}"
+            )
+        if statistics_from not in STATISTICS_SOURCES:
+            raise ValueError(
+                f"statistics_from must be one of {STATISTICS_SOURCES}, got {statistics_from!r}"
+            )
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset must be a map-style Dataset, got {type(dataset).__name__}")
         if len(dataset) == 0:
@@ -114,6 +151,7 @@ class TreeRebuildHook:
         self.data_and_label_getter = data_and_label_getter or _default_getter
         self.collate_fn = collate_fn
         self.progress = progress
+        self.statistics_from = statistics_from
         self.consumers: List[Any] = []
         self.tree: Optional[HierarchicalClassTree] = None
         self.num_rebuilds = 0
@@ -121,7 +159,8 @@ class TreeRebuildHook:
 
     def register(self, *consumers) -> "TreeRebuildHook":
         """Add consumers; a loss's drop-in updates are turned off, and the hook
-        builds its trees with the loss's tree options."""
+        builds its trees with the loss's tree options. With
+        ``statistics_from="training"`` the loss gathers statistics for the hook."""
         for consumer in consumers:
             if not callable(getattr(consumer, "update_tree", None)):
                 raise TypeError(
@@ -131,13 +170,44 @@ class TreeRebuildHook:
         options, sources = dict(self.tree_options), dict(self._option_sources)
         for consumer in consumers:
             _adopt_tree_options(options, sources, consumer)
+        if self.statistics_from == "training":
+            self._check_gatherers(self.consumers + list(consumers), required=False)
         self.tree_options, self._option_sources = options, sources
         for consumer in consumers:
             if getattr(consumer, "drop_in", False):
                 consumer.disable_drop_in()
+            if self.statistics_from == "training" and _gathers(consumer):
+                consumer.gather_statistics()
             consumer.awaits_hook_tree = True
             self.consumers.append(consumer)
         return self
+
+    def _check_gatherers(self, consumers, required: bool = True):
+        """The one consumer whose training-step statistics the trees come from."""
+        gatherers = [c for c in consumers if _gathers(c)]
+        if len(gatherers) > 1:
+            raise ValueError(
+                "statistics_from='training' takes the training statistics of one registered "
+                f"loss, got {len(gatherers)}: register only the loss the trainer uses"
+            )
+        if not gatherers:
+            if required:
+                raise ValueError(
+                    "statistics_from='training' builds trees from the statistics a registered "
+                    "HierarchicalTripletLoss gathers in the training steps, and none is "
+                    "registered: register the loss (the inner loss of a wrapper), or use "
+                    "statistics_from='inference'"
+                )
+            return None
+        normalize = bool(gatherers[0].distance.normalize_embeddings)
+        if self.normalize is not None and self.normalize != normalize:
+            raise ValueError(
+                f"normalize={self.normalize} but the registered "
+                f"{type(gatherers[0]).__name__} gathers statistics with "
+                f"normalize_embeddings={normalize}: with statistics_from='training' every "
+                "tree must use the loss's normalisation (leave normalize=None)"
+            )
+        return gatherers[0]
 
     def _normalize(self) -> bool:
         if self.normalize is not None:
@@ -211,6 +281,9 @@ class TreeRebuildHook:
     ) -> HierarchicalClassTree:
         """Rebuild from ``model`` (data -> embeddings) in a hand-written loop.
 
+        With ``statistics_from="training"``, ``model`` embeds the data set for
+        the first tree only; later trees come from the loss's training steps.
+
         Args:
             model: maps a batch of data to embeddings.
             label_fn: maps the data set's labels to the labels the loss sees.
@@ -236,22 +309,42 @@ class TreeRebuildHook:
     def _rebuild(
         self, models, embed, label_fn, getter, sampler_label_fn=None
     ) -> HierarchicalClassTree:
-        start = time.perf_counter()
-        statistics = self._embedded_statistics(models, embed, label_fn, getter)
-        embedding_seconds = time.perf_counter() - start
-        if world()[1] > 1:
-            statistics = all_reduce_statistics(statistics, self._class_index(label_fn))
-        tree = HierarchicalClassTree(statistics.nonempty(), **self.tree_options)
+        gatherer = None
+        if self.statistics_from == "training":
+            gatherer = self._check_gatherers(self.consumers)
+        if gatherer is not None and gatherer.tree is not None:
+            statistics, source = self._training_statistics(gatherer)
+        else:  # the steps before a first tree (if any) are not used
+            start = time.perf_counter()
+            statistics = self._embedded_statistics(models, embed, label_fn, getter)
+            embedding_seconds = time.perf_counter() - start
+            if world()[1] > 1:
+                statistics = all_reduce_statistics(statistics, self._class_index(label_fn))
+            statistics = statistics.nonempty()
+            source = f"embedded {int(statistics.counts.sum())} samples in {embedding_seconds:.2f} s"
+        tree = HierarchicalClassTree(statistics, **self.tree_options)
         check_same_tree(tree)
         self._hand_out(tree, sampler_label_fn)
-        LOGGER.info(
-            "tree rebuild %d: embedded %d samples in %.2f s; %s",
-            self.num_rebuilds,
-            int(statistics.counts.sum()),
-            embedding_seconds,
-            tree.summary(),
-        )
+        if gatherer is not None:
+            gatherer.take_statistics()  # only now: a refused tree leaves them in place
+        LOGGER.info("tree rebuild %d: %s; %s", self.num_rebuilds, source, tree.summary())
         return tree
+
+    def _training_statistics(self, gatherer):
+        """The statistics the loss gathered since the last rebuild, combined
+        across ranks, with its current tree's for the classes they lack."""
+        previous = gatherer.tree.statistics
+        gathered = gatherer.statistics
+        if gathered is None:  # no training step: every class keeps its statistics
+            gathered = ClassStatistics.empty(previous.embedding_size, previous.device)
+        gathered = combine_rank_statistics(gathered).nonempty()
+        statistics = gathered.with_missing_from(previous)
+        kept = statistics.num_classes - gathered.num_classes
+        source = (
+            f"statistics of {int(gathered.counts.sum())} training-step embeddings, "
+            f"{kept} unseen classes kept from the previous tree"
+        )
+        return statistics, source
 
     def _embedded_statistics(self, models, embed, label_fn, getter) -> ClassStatistics:
         """Class statistics of this rank's share of the data set."""
@@ -325,6 +418,13 @@ class TreeRebuildHook:
             raise
         self.tree = tree
         self.num_rebuilds += 1
+
+
+def _gathers(consumer) -> bool:
+    """Whether ``consumer`` can gather statistics from the training steps (the loss)."""
+    return callable(getattr(consumer, "gather_statistics", None)) and callable(
+        getattr(consumer, "take_statistics", None)
+    )
 
 
 def _adopt_tree_options(options: Dict[str, Any], sources: Dict[str, Optional[str]], consumer):
