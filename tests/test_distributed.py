@@ -4,6 +4,7 @@ The workers run once per module and save what they saw; each test compares it
 with a single-process computation made here.
 """
 
+import datetime
 import os
 
 import numpy as np
@@ -14,6 +15,8 @@ import torch.multiprocessing as mp
 from pytorch_metric_learning.utils import distributed as pml_dist
 
 from pml_htl import ClassStatistics, HierarchicalClassTree, losses, samplers, tree_hooks
+from pml_htl.losses import hierarchical_triplet_loss as htl_module
+from pml_htl.tree import RebuildSchedule
 from pml_htl.tree import distributed as htl_dist
 
 WORLD = 2
@@ -54,9 +57,50 @@ def model():
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5))
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def drop_in_auto_schedule(rank):
+    """The default schedule when rank 0's iterations take 1 s and rank 1's 0.5 s,
+    every build 1 s: gaps of 1 / (0.25 x 1) = 4 and 1 / (0.25 x 0.5) = 8
+    iterations. Returns the iterations that built a tree and the gap kept."""
+    clock = FakeClock()
+    real = htl_module.HierarchicalClassTree
+
+    def slow_build(statistics, **options):
+        clock.now += 1.0
+        return real(statistics, **options)
+
+    loss = losses.HierarchicalTripletLoss()
+    loss._schedule = RebuildSchedule("auto", first=2, budget=0.25, clock=clock)
+    wrapped = pml_dist.DistributedLossWrapper(loss, efficient=True)
+    g = torch.Generator().manual_seed(200 + rank)
+    built = []
+    htl_module.HierarchicalClassTree = slow_build
+    try:
+        for iteration in range(1, 13):
+            clock.now += 1.0 if rank == 0 else 0.5
+            before = loss.tree
+            wrapped(torch.randn(B_LOCAL, D, generator=g), torch.arange(4).repeat(2) + 4 * rank)
+            if loss.tree is not before:
+                built.append(iteration)
+    finally:
+        htl_module.HierarchicalClassTree = real
+    return built, loss._schedule.gap
+
+
 def worker(rank, folder):
     dist.init_process_group(
-        "gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD
+        "gloo",
+        init_method=f"file://{folder}/rendezvous",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),  # ranks out of step fail, not hang
     )
     out = {}
     emb, labels = global_batch()
@@ -89,6 +133,7 @@ def worker(rank, folder):
         wrapped(x, y)
     out["drop_in_tree"] = drop_in.tree.state_dict()
     out["drop_in_seen"] = seen
+    out["auto_builds"], out["auto_gap"] = drop_in_auto_schedule(rank)
 
     # a deliberately divergent tree is an error on every rank
     g = torch.Generator().manual_seed(rank)
@@ -174,6 +219,13 @@ def test_drop_in_sums_the_ranks_statistics(results):
         assert torch.equal(tree.level_assignments, expected.level_assignments)
         # drop-in sums float32 embeddings per class in float32 before float64
         assert torch.allclose(tree.spreads, expected.spreads, rtol=1e-5)
+
+
+def test_drop_in_auto_schedule_builds_on_the_same_iterations(results):
+    """The ranks agree on the largest gap (8), so both build at 2 and 2 + 8."""
+    for got in results:
+        assert got["auto_builds"] == [2, 10]
+        assert got["auto_gap"] == 8.0
 
 
 def test_divergent_trees_raise_a_clear_error(results):

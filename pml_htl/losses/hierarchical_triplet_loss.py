@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 from pytorch_metric_learning.distances import LpDistance
@@ -20,7 +20,7 @@ from .._triplets import (
     same_class_masks,
     upcast_half,
 )
-from .._validation import check_beta, check_metric_inputs, check_positive_int
+from .._validation import check_beta, check_metric_inputs
 from ..tree import (
     MAX_SQUARED_DISTANCE,
     ClassStatistics,
@@ -32,6 +32,7 @@ from ..tree import (
     resolve_tree_options,
 )
 from ..tree.distributed import check_same_tree, combine_rank_statistics
+from ..tree.rebuild_schedule import AUTO, RebuildSchedule, check_tree_update_interval
 
 
 class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
@@ -48,15 +49,19 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             loss runs in drop-in mode (below).
         beta: beta, the constant part of the margin (default 0.1, the
             paper's), a squared distance in [0, 4].
-        tree_update_interval: drop-in mode only: rebuild the loss's own tree
-            from the statistics of the detached embeddings seen in training
-            mode every this many iterations (default 100), then start fresh
-            statistics (summed per class in float32 over up to 8,192 rows,
-            float64 for float64 embeddings, then accumulated in float64).
-            ``None`` disables drop-in mode. Until a class has statistics in
-            the tree its margin is beta. Under torch.distributed every rank
-            builds its tree from one all-reduced set of statistics (the mean
-            when the ranks saw the same samples, the sum otherwise).
+        tree_update_interval: drop-in mode only: when to rebuild the loss's
+            own tree from the statistics of the detached embeddings seen in
+            training mode since the last one (summed per class in float32
+            over up to 8,192 rows, float64 for float64 embeddings, then
+            accumulated in float64). ``"auto"`` (default): a first tree after
+            10 iterations, then each tree once its predicted build time is at
+            most 3% of the training wall time since the last build (see
+            :class:`~pml_htl.tree.rebuild_schedule.RebuildSchedule`). An int:
+            every this many iterations. ``None`` disables drop-in mode. Until
+            a class has statistics in the tree its margin is beta. Under
+            torch.distributed every rank builds its tree on the same
+            iteration from one all-reduced set of statistics (the mean when
+            the ranks saw the same samples, the sum otherwise).
         num_levels, linkage, level_start: L and the open choices of the tree
             (see :class:`~pml_htl.HierarchicalClassTree`); by default those of
             ``tree`` when given, else 16, "average", 0. Every tree the loss
@@ -91,7 +96,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self,
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
-        tree_update_interval: Optional[int] = 100,
+        tree_update_interval: Optional[Union[int, str]] = AUTO,
         num_levels: Optional[int] = None,
         linkage: Optional[str] = None,
         level_start: Optional[int] = None,
@@ -100,8 +105,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         super().__init__(**kwargs)
         check_distance(self.distance)
         self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
-        if tree_update_interval is not None:
-            check_positive_int(tree_update_interval, "tree_update_interval")
+        tree_update_interval = check_tree_update_interval(tree_update_interval)
         self.tree = check_tree(tree)
         options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
         # kept as pairs, not a dict: PML's record-keeper logs every dict attribute
@@ -109,6 +113,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.tree_update_interval = tree_update_interval
         self.drop_in = tree is None and tree_update_interval is not None
         self._buffer: Optional[StatisticsBuffer] = None  # drop-in statistics
+        self._schedule = self._new_schedule()
         self.iteration = 0
         self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
         self.add_to_recordable_attributes(
@@ -235,6 +240,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             "or register the loss with a TreeRebuildHook",
         )
 
+    def _new_schedule(self) -> Optional[RebuildSchedule]:
+        if self.tree_update_interval is None:
+            return None
+        return RebuildSchedule(self.tree_update_interval)
+
     def _maybe_update_own_tree(self, embeddings, labels) -> None:
         if not (self.drop_in and self.training):
             return
@@ -244,15 +254,20 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             )
         self._buffer.add(embeddings, labels)  # forward() has checked the inputs
         self.iteration += 1
-        if self.iteration % self.tree_update_interval:
+        if not self._schedule.due(self.iteration):
             return
         # under torch.distributed every rank builds from the same reduced statistics
         statistics = combine_rank_statistics(self._buffer.flush())
+        if not self._schedule.affordable(self.iteration, statistics.num_classes):
+            return  # more classes than the time since the last tree pays for: gather on
+        self._schedule.build_started()
         try:
             tree = HierarchicalClassTree(statistics, **self.tree_options)
         except ValueError:
+            self._schedule.build_failed(self.iteration)
             return  # too few classes or samples so far: keep accumulating
         check_same_tree(tree)
+        self._schedule.build_finished(self.iteration, tree.num_classes)
         self.tree, self._buffer = tree, None
         LOGGER.info("drop-in class tree at iteration %d: %s", self.iteration, tree.summary())
 
@@ -267,6 +282,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             statistics={} if self.statistics is None else self.statistics.state_dict(),
             iteration=torch.tensor(self.iteration),
             drop_in=torch.tensor(self.drop_in),
+            schedule={} if self._schedule is None else self._schedule.state_dict(),
         )
         return state
 
@@ -281,7 +297,10 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             statistics = ClassStatistics.from_state_dict(stats)
             buffer = StatisticsBuffer.resume(statistics, self.distance.normalize_embeddings)
         iteration = int(state.get("iteration", 0))
+        schedule = self._new_schedule()
+        if schedule is not None and state.get("schedule"):
+            schedule.load_state_dict(state["schedule"])
         # a loss made with tree_update_interval=None stays out of drop-in mode
         drop_in = bool(state.get("drop_in", self.drop_in)) and self.tree_update_interval is not None
         self.tree, self._buffer = tree, buffer
-        self.iteration, self.drop_in = iteration, drop_in
+        self.iteration, self.drop_in, self._schedule = iteration, drop_in, schedule
