@@ -76,8 +76,8 @@ def drop_in_auto_schedule(rank):
         clock.now += 1.0
         return real(statistics, **options)
 
-    loss = losses.HierarchicalTripletLoss()
-    loss._schedule = RebuildSchedule("auto", first=2, budget=0.25, clock=clock)
+    schedule = RebuildSchedule("auto", first=2, budget=0.25, clock=clock)
+    loss = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
     wrapped = pml_dist.DistributedLossWrapper(loss, efficient=True)
     g = torch.Generator().manual_seed(200 + rank)
     built = []
@@ -91,7 +91,7 @@ def drop_in_auto_schedule(rank):
                 built.append(iteration)
     finally:
         htl_module.HierarchicalClassTree = real
-    return built, loss._schedule.gap
+    return built, loss.state_dict()["_extra_state"]["schedule"]["gap"].item()
 
 
 def worker(rank, folder):

@@ -544,8 +544,8 @@ def test_drop_in_auto_schedule_with_a_fake_clock(monkeypatch):
     slow_builds(monkeypatch, clock, {4: 0.125, 6: 0.25})
     four = drop_in_batches(3, classes=(3, 11, 20, 57))
     six = drop_in_batches(17, seed=40, classes=(3, 11, 20, 42, 57, 64))
-    loss_fn = losses.HierarchicalTripletLoss()
-    loss_fn._schedule = RebuildSchedule("auto", first=3, budget=1 / 16, clock=clock)
+    schedule = RebuildSchedule("auto", first=3, budget=1 / 16, clock=clock)
+    loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
     assert train_and_watch(loss_fn, clock, (four + six)[:12]) == [3, 12]
     # the tree of iteration 12 is that of the statistics gathered since iteration 3
     want = HierarchicalClassTree.from_embeddings(
@@ -561,19 +561,29 @@ def test_drop_in_auto_schedule_survives_a_checkpoint(monkeypatch):
     clock = FakeClock()
     slow_builds(monkeypatch, clock, {4: 0.125})
     batches = drop_in_batches(60)
-    uninterrupted = losses.HierarchicalTripletLoss()
-    uninterrupted._schedule.clock = clock
+    schedule = RebuildSchedule("auto", clock=clock)  # the default settings, a fake clock
+    uninterrupted = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
     want = train_and_watch(uninterrupted, clock, batches)
     assert len([i for i in want if i > 25]) >= 2
 
-    source = losses.HierarchicalTripletLoss()
-    source._schedule.clock = clock
+    source = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
     got = train_and_watch(source, clock, batches[:25])
-    resumed = losses.HierarchicalTripletLoss()
+    resumed = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
     resumed.load_state_dict(round_trip(source))
-    resumed._schedule.clock = clock
     got += train_and_watch(resumed, clock, batches[25:], start=26)
     assert got == want
+
+
+def test_a_schedule_given_to_several_losses_is_copied(monkeypatch):
+    clock = FakeClock()
+    slow_builds(monkeypatch, clock, {4: 0.125})
+    schedule = RebuildSchedule("auto", first=2, budget=1 / 16, clock=clock)
+    first = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    second = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    # first's builds (gap 0.125 / (0.5 / 16) = 4) leave second at its start
+    assert train_and_watch(first, clock, drop_in_batches(10)) == [2, 6, 10]
+    assert train_and_watch(second, clock, drop_in_batches(6)) == [2, 6]
+    assert schedule.next_iteration == 2 and schedule.built_classes == 0
 
 
 @pytest.mark.parametrize(

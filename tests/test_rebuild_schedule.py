@@ -163,6 +163,10 @@ def test_good_intervals():
     assert check_tree_update_interval(None) is None
     with pytest.raises(ValueError, match="None"):
         RebuildSchedule(None)
+    settings = RebuildSchedule("auto", first=4, budget=0.5)
+    assert check_tree_update_interval(settings) is settings  # the loss copies it
+    with pytest.raises(ValueError, match="interval must be 'auto' or a positive int"):
+        RebuildSchedule(settings)
 
 
 @pytest.mark.parametrize(

@@ -55,13 +55,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             over up to 8,192 rows, float64 for float64 embeddings, then
             accumulated in float64). ``"auto"`` (default): a first tree after
             10 iterations, then each tree once its predicted build time is at
-            most 3% of the training wall time since the last build (see
-            :class:`~pml_htl.tree.rebuild_schedule.RebuildSchedule`). An int:
-            every this many iterations. ``None`` disables drop-in mode. Until
-            a class has statistics in the tree its margin is beta. Under
-            torch.distributed every rank builds its tree on the same
-            iteration from one all-reduced set of statistics (the mean when
-            the ranks saw the same samples, the sum otherwise).
+            most 3% of the training wall time since the last build. An int:
+            every this many iterations. A
+            :class:`~pml_htl.tree.RebuildSchedule` (its settings are copied)
+            for other settings, e.g. ``RebuildSchedule("auto", budget=0.1)``.
+            ``None`` disables drop-in mode. Until a class has statistics in
+            the tree its margin is beta. Under torch.distributed every rank
+            builds its tree on the same iteration from one all-reduced set of
+            statistics (the mean when the ranks saw the same samples, the sum
+            otherwise).
         num_levels, linkage, level_start: L and the open choices of the tree
             (see :class:`~pml_htl.HierarchicalClassTree`); by default those of
             ``tree`` when given, else 16, "average", 0. Every tree the loss
@@ -96,7 +98,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self,
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
-        tree_update_interval: Optional[Union[int, str]] = AUTO,
+        tree_update_interval: Optional[Union[int, str, RebuildSchedule]] = AUTO,
         num_levels: Optional[int] = None,
         linkage: Optional[str] = None,
         level_start: Optional[int] = None,
@@ -241,9 +243,10 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         )
 
     def _new_schedule(self) -> Optional[RebuildSchedule]:
-        if self.tree_update_interval is None:
-            return None
-        return RebuildSchedule(self.tree_update_interval)
+        interval = self.tree_update_interval
+        if isinstance(interval, RebuildSchedule):
+            return interval.fresh()  # the loss's own, never shared
+        return None if interval is None else RebuildSchedule(interval)
 
     def _maybe_update_own_tree(self, embeddings, labels) -> None:
         if not (self.drop_in and self.training):

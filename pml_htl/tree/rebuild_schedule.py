@@ -16,11 +16,11 @@ from .distributed import agreed_max
 AUTO = "auto"
 
 
-def check_tree_update_interval(value) -> Optional[Union[int, str]]:
-    """``"auto"``, a positive int, or None (drop-in mode off)."""
-    expected = f"{AUTO!r}, a positive int or None"
-    if value is None:
-        return None
+def check_tree_update_interval(value) -> Optional[Union[int, str, "RebuildSchedule"]]:
+    """``"auto"``, a positive int, a :class:`RebuildSchedule`, or None (drop-in mode off)."""
+    expected = f"{AUTO!r}, a positive int, a RebuildSchedule or None"
+    if value is None or isinstance(value, RebuildSchedule):
+        return value
     if isinstance(value, str):
         if value != AUTO:
             raise ValueError(f"tree_update_interval must be {expected}, got {value!r}")
@@ -70,8 +70,8 @@ class RebuildSchedule:
         clock: Callable[[], float] = time.perf_counter,
     ):
         self.interval = check_tree_update_interval(interval)
-        if self.interval is None:
-            raise ValueError("interval must be 'auto' or a positive int, got None")
+        if self.interval is None or isinstance(self.interval, RebuildSchedule):
+            raise ValueError(f"interval must be {AUTO!r} or a positive int, got {interval!r}")
         self.first = check_positive_int(first, "first")
         budget = check_finite_number(budget, "budget")
         if not 0 < budget <= 1:
@@ -83,6 +83,10 @@ class RebuildSchedule:
         self.gap = 0.0  # R / (budget s) of the last tree, agreed across ranks
         self._window: Optional[tuple] = None  # (clock, iteration) since the last build
         self._build_started: Optional[float] = None
+
+    def fresh(self) -> "RebuildSchedule":
+        """A schedule with these settings, at its start."""
+        return RebuildSchedule(self.interval, self.first, self.budget, self.clock)
 
     @property
     def adaptive(self) -> bool:
