@@ -5,6 +5,7 @@ compares it with a single-process computation made here. Backends: gloo on
 the CPU, and nccl on two GPUs (skipped with fewer).
 """
 
+import datetime
 import os
 
 import numpy as np
@@ -16,6 +17,8 @@ from helpers import assert_statistics_match, loop_statistics
 from pytorch_metric_learning.utils import distributed as pml_dist
 
 from pml_htl import ClassStatistics, HierarchicalClassTree, losses, samplers, tree_hooks
+from pml_htl.losses import hierarchical_triplet_loss as htl_module
+from pml_htl.tree import RebuildSchedule
 from pml_htl.tree import distributed as htl_dist
 
 WORLD = 2
@@ -60,6 +63,43 @@ def model():
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5))
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def drop_in_auto_schedule(rank):
+    """The default schedule when rank 0's iterations take 1 s and rank 1's 0.5 s,
+    every build 1 s: gaps of 1 / (0.25 x 1) = 4 and 1 / (0.25 x 0.5) = 8
+    iterations. Returns the iterations that built a tree and the gap kept."""
+    clock = FakeClock()
+    real = htl_module.HierarchicalClassTree
+
+    def slow_build(statistics, **options):
+        clock.now += 1.0
+        return real(statistics, **options)
+
+    schedule = RebuildSchedule("auto", first=2, budget=0.25, clock=clock)
+    loss = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    wrapped = pml_dist.DistributedLossWrapper(loss, efficient=True)
+    g = torch.Generator().manual_seed(200 + rank)
+    built = []
+    htl_module.HierarchicalClassTree = slow_build
+    try:
+        for iteration in range(1, 13):
+            clock.now += 1.0 if rank == 0 else 0.5
+            before = loss.tree
+            wrapped(torch.randn(B_LOCAL, D, generator=g), torch.arange(4).repeat(2) + 4 * rank)
+            if loss.tree is not before:
+                built.append(iteration)
+    finally:
+        htl_module.HierarchicalClassTree = real
+    return built, loss.state_dict()["_extra_state"]["schedule"]["gap"].item()
+
+
 def backend_device(backend, rank):
     if backend == "nccl":
         torch.cuda.set_device(rank)
@@ -69,7 +109,11 @@ def backend_device(backend, rank):
 
 def worker(rank, folder, backend):
     dist.init_process_group(
-        backend, init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD
+        backend,
+        init_method=f"file://{folder}/rendezvous",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),  # ranks out of step fail, not hang
     )
     device = backend_device(backend, rank)
     out = {"backend": backend}
@@ -103,6 +147,8 @@ def worker(rank, folder, backend):
         wrapped(x.to(device), y.to(device))
     out["drop_in_tree"] = drop_in.tree.state_dict()
     out["drop_in_seen"] = seen
+    if backend == "gloo":  # the schedule test runs on CPU tensors
+        out["auto_builds"], out["auto_gap"] = drop_in_auto_schedule(rank)
 
     # statistics_from="training": after the first tree, the gathered global batches
     gathering = losses.HierarchicalTripletLoss()
@@ -235,6 +281,15 @@ def test_training_statistics_are_those_of_the_global_batches(results):
         # the ranks' float32 sums differ in order only (each gathers its own rows first)
         assert_statistics_match(tree.statistics, expected, rtol=1e-6)
         assert torch.equal(tree.level_assignments, trees[0].level_assignments)
+
+
+def test_drop_in_auto_schedule_builds_on_the_same_iterations(results):
+    """The ranks agree on the largest gap (8), so both build at 2 and 2 + 8."""
+    if results[0]["backend"] != "gloo":
+        pytest.skip("the schedule runs on CPU tensors: gloo only")
+    for got in results:
+        assert got["auto_builds"] == [2, 10]
+        assert got["auto_gap"] == 8.0
 
 
 def test_divergent_trees_raise_a_clear_error(results):

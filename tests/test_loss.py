@@ -27,6 +27,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from pml_htl import HierarchicalClassTree, WiringWarning, _triplets, losses
 from pml_htl.losses import hierarchical_triplet_loss as htl_module
+from pml_htl.tree import RebuildSchedule
 
 
 @pytest.fixture(scope="module")
@@ -438,6 +439,114 @@ def test_update_tree_turns_drop_in_off(tree):
         got = loss_fn(emb, labels)
         assert loss_fn.tree is tree
         assert_close(got, naive_mean(emb, labels, naive_triplets(labels), tree, 0.1))
+
+
+def test_drop_in_default_schedule_builds_a_first_tree_after_ten_iterations():
+    batches = drop_in_batches(12)
+    loss_fn = losses.HierarchicalTripletLoss()  # tree_update_interval="auto"
+    for emb, labels in batches[:9]:
+        loss_fn(emb, labels)
+    assert loss_fn.tree is None
+    loss_fn(*batches[9])
+    ref_tree = HierarchicalClassTree.from_embeddings(
+        torch.cat([b[0] for b in batches[:10]]), torch.cat([b[1] for b in batches[:10]])
+    )
+    emb, labels = batches[11]
+    loss_fn.eval()
+    assert_close(
+        loss_fn(emb, labels), naive_mean(emb, labels, naive_triplets(labels), ref_tree, 0.1)
+    )
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def slow_builds(monkeypatch, clock, seconds_per_class_count):
+    """Every tree the loss builds advances ``clock`` by the seconds given for its
+    number of classes."""
+    real = htl_module.HierarchicalClassTree
+
+    def build(statistics, **options):
+        clock.now += seconds_per_class_count[statistics.num_classes]
+        return real(statistics, **options)
+
+    monkeypatch.setattr(htl_module, "HierarchicalClassTree", build)
+
+
+def train_and_watch(loss_fn, clock, batches, start=1, step_seconds=0.5):
+    """Training calls of ``step_seconds`` each; the iterations that built a tree."""
+    built = []
+    for iteration, (emb, labels) in enumerate(batches, start):
+        clock.now += step_seconds
+        before = loss_fn.tree
+        loss_fn(emb, labels)
+        if loss_fn.tree is not before:
+            built.append(iteration)
+    return built
+
+
+def test_drop_in_auto_schedule_with_a_fake_clock(monkeypatch):
+    """first=3, budget 1/16, 0.5 s iterations: a build of 4 classes takes 1/8 s
+    (gap 1/8 / (0.5 / 16) = 4), one of 6 classes 1/4 s (gap 8). The first tree
+    comes after 3 iterations; at 7 the statistics hold 6 classes, predicted to
+    need 4 (6/4)^2 = 9 iterations: built at 3 + 9 = 12, then at 20."""
+    clock = FakeClock()
+    slow_builds(monkeypatch, clock, {4: 0.125, 6: 0.25})
+    four = drop_in_batches(3, classes=(3, 11, 20, 57))
+    six = drop_in_batches(17, seed=40, classes=(3, 11, 20, 42, 57, 64))
+    schedule = RebuildSchedule("auto", first=3, budget=1 / 16, clock=clock)
+    loss_fn = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    assert train_and_watch(loss_fn, clock, (four + six)[:12]) == [3, 12]
+    # the tree of iteration 12 is that of the statistics gathered since iteration 3
+    want = HierarchicalClassTree.from_embeddings(
+        torch.cat([b[0] for b in six[:9]]), torch.cat([b[1] for b in six[:9]])
+    )
+    assert torch.equal(loss_fn.tree.labels, want.labels)
+    assert torch.equal(loss_fn.tree.level_assignments, want.level_assignments)
+    assert_close(loss_fn.tree.spreads, want.spreads, rtol=1e-6)
+    assert train_and_watch(loss_fn, clock, six[9:], start=13) == [20]
+
+
+def test_drop_in_auto_schedule_survives_a_checkpoint(monkeypatch):
+    clock = FakeClock()
+    slow_builds(monkeypatch, clock, {4: 0.125})
+    batches = drop_in_batches(60)
+    schedule = RebuildSchedule("auto", clock=clock)  # the default settings, a fake clock
+    uninterrupted = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    want = train_and_watch(uninterrupted, clock, batches)
+    assert len([i for i in want if i > 25]) >= 2
+
+    source = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    got = train_and_watch(source, clock, batches[:25])
+    resumed = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    resumed.load_state_dict(round_trip(source))
+    got += train_and_watch(resumed, clock, batches[25:], start=26)
+    assert got == want
+
+
+def test_a_schedule_given_to_several_losses_is_copied(monkeypatch):
+    clock = FakeClock()
+    slow_builds(monkeypatch, clock, {4: 0.125})
+    schedule = RebuildSchedule("auto", first=2, budget=1 / 16, clock=clock)
+    first = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    second = losses.HierarchicalTripletLoss(tree_update_interval=schedule)
+    # first's builds (gap 0.125 / (0.5 / 16) = 4) leave second at its start
+    assert train_and_watch(first, clock, drop_in_batches(10)) == [2, 6, 10]
+    assert train_and_watch(second, clock, drop_in_batches(6)) == [2, 6]
+    assert schedule.next_iteration == 2 and schedule.built_classes == 0
+
+
+@pytest.mark.parametrize(
+    "interval, error", [("never", ValueError), (0, ValueError), (10.0, TypeError)]
+)
+def test_bad_tree_update_interval(interval, error):
+    with pytest.raises(error, match="tree_update_interval"):
+        losses.HierarchicalTripletLoss(tree_update_interval=interval)
 
 
 # =================================================================== state

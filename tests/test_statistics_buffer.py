@@ -27,6 +27,24 @@ def test_buffer_matches_loops(dtype, rtol, normalize, capacity):
     assert_statistics_match(buffer.flush(), loop_statistics(batches, normalize), rtol)  # idempotent
 
 
+@pytest.mark.parametrize("first", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_batches_of_mixed_dtypes(first, normalize):
+    """The first batch sets the buffer's dtype (float64 or float32); later batches
+    of any floating dtype are converted into it."""
+    g = torch.Generator().manual_seed(1)
+    dtypes = [first, torch.float64, torch.float16, torch.float32, torch.bfloat16]
+    batches = [
+        (torch.randn(5, 4, generator=g).to(dtype), torch.randint(0, 3, (5,), generator=g))
+        for dtype in dtypes
+    ]
+    buffer = StatisticsBuffer(4, normalize=normalize, capacity=12)
+    for x, y in batches:
+        buffer.add(x, y)
+    rtol = 1e-12 if first == torch.float64 else 1e-6
+    assert_statistics_match(buffer.flush(), loop_statistics(batches, normalize), rtol)
+
+
 def test_half_precision_and_zero_rows():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]], dtype=torch.bfloat16)
     y = torch.tensor([1, 1, 2])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 from pytorch_metric_learning.distances import LpDistance
@@ -20,7 +20,7 @@ from .._triplets import (
     same_class_masks,
     upcast_half,
 )
-from .._validation import check_beta, check_metric_inputs, check_positive_int
+from .._validation import check_beta, check_metric_inputs
 from ..tree import (
     MAX_SQUARED_DISTANCE,
     ClassStatistics,
@@ -32,6 +32,7 @@ from ..tree import (
     resolve_tree_options,
 )
 from ..tree.distributed import check_same_tree, combine_rank_statistics
+from ..tree.rebuild_schedule import AUTO, RebuildSchedule, check_tree_update_interval
 
 
 class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
@@ -48,15 +49,21 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             loss runs in drop-in mode (below).
         beta: beta, the constant part of the margin (default 0.1, the
             paper's), a squared distance in [0, 4].
-        tree_update_interval: drop-in mode only: rebuild the loss's own tree
-            from the statistics of the detached embeddings seen in training
-            mode every this many iterations (default 100), then start fresh
-            statistics (summed per class in float32 over up to 8,192 rows,
-            float64 for float64 embeddings, then accumulated in float64).
+        tree_update_interval: drop-in mode only: when to rebuild the loss's
+            own tree from the statistics of the detached embeddings seen in
+            training mode since the last one (summed per class in float32
+            over up to 8,192 rows, float64 for float64 embeddings, then
+            accumulated in float64). ``"auto"`` (default): a first tree after
+            10 iterations, then each tree once its predicted build time is at
+            most 3% of the training wall time since the last build. An int:
+            every this many iterations. A
+            :class:`~pml_htl.tree.RebuildSchedule` (its settings are copied)
+            for other settings, e.g. ``RebuildSchedule("auto", budget=0.1)``.
             ``None`` disables drop-in mode. Until a class has statistics in
             the tree its margin is beta. Under torch.distributed every rank
-            builds its tree from one all-reduced set of statistics (the mean
-            when the ranks saw the same samples, the sum otherwise).
+            builds its tree on the same iteration from one all-reduced set of
+            statistics (the mean when the ranks saw the same samples, the sum
+            otherwise).
         num_levels, linkage, level_start: L and the open choices of the tree
             (see :class:`~pml_htl.HierarchicalClassTree`); by default those of
             ``tree`` when given, else 16, "average", 0. Every tree the loss
@@ -101,7 +108,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self,
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
-        tree_update_interval: Optional[int] = 100,
+        tree_update_interval: Optional[Union[int, str, RebuildSchedule]] = AUTO,
         num_levels: Optional[int] = None,
         linkage: Optional[str] = None,
         level_start: Optional[int] = None,
@@ -110,8 +117,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         super().__init__(**kwargs)
         check_distance(self.distance)
         self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
-        if tree_update_interval is not None:
-            check_positive_int(tree_update_interval, "tree_update_interval")
+        tree_update_interval = check_tree_update_interval(tree_update_interval)
         self.tree = check_tree(tree)
         options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
         # kept as pairs, not a dict: PML's record-keeper logs every dict attribute
@@ -121,6 +127,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self._buffer: Optional[StatisticsBuffer] = None  # drop-in or gathered statistics
         #: set by a TreeRebuildHook(statistics_from="training"): see gather_statistics
         self.gathers_statistics = False
+        self._schedule = self._new_schedule()
         self.iteration = 0
         self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
         self.add_to_recordable_attributes(
@@ -262,9 +269,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             "or register the loss with a TreeRebuildHook",
         )
 
+    def _new_schedule(self) -> Optional[RebuildSchedule]:
+        interval = self.tree_update_interval
+        if isinstance(interval, RebuildSchedule):
+            return interval.fresh()  # the loss's own, never shared
+        return None if interval is None else RebuildSchedule(interval)
+
     def _record_training_batch(self, embeddings, labels) -> None:
         """Add a training batch to the statistics (drop-in mode or gathering for a
-        hook); in drop-in mode, build a new tree every tree_update_interval."""
+        hook); in drop-in mode, build a new tree when the rebuild schedule says so."""
         if not (self.training and (self.drop_in or self.gathers_statistics)):
             return
         if self._buffer is None:
@@ -275,15 +288,20 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         if not self.drop_in:
             return
         self.iteration += 1
-        if self.iteration % self.tree_update_interval:
+        if not self._schedule.due(self.iteration):
             return
         # under torch.distributed every rank builds from the same reduced statistics
         statistics = combine_rank_statistics(self._buffer.flush())
+        if not self._schedule.affordable(self.iteration, statistics.num_classes):
+            return  # more classes than the time since the last tree pays for: gather on
+        self._schedule.build_started()
         try:
             tree = HierarchicalClassTree(statistics, **self.tree_options)
         except ValueError:
+            self._schedule.build_failed(self.iteration)
             return  # too few classes or samples so far: keep accumulating
         check_same_tree(tree)
+        self._schedule.build_finished(self.iteration, tree.num_classes)
         self.tree, self._buffer = tree, None
         LOGGER.info("drop-in class tree at iteration %d: %s", self.iteration, tree.summary())
 
@@ -299,6 +317,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             statistics={} if self.statistics is None else self.statistics.state_dict(),
             iteration=torch.tensor(self.iteration),
             drop_in=torch.tensor(self.drop_in),
+            schedule={} if self._schedule is None else self._schedule.state_dict(),
         )
         return state
 
@@ -313,8 +332,11 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             statistics = ClassStatistics.from_state_dict(stats)
             buffer = StatisticsBuffer.resume(statistics, self.distance.normalize_embeddings)
         iteration = int(state.get("iteration", 0))
+        schedule = self._new_schedule()
+        if schedule is not None and state.get("schedule"):
+            schedule.load_state_dict(state["schedule"])
         # a loss made with tree_update_interval=None stays out of drop-in mode
         drop_in = bool(state.get("drop_in", self.drop_in)) and self.tree_update_interval is not None
         drop_in = drop_in and not self.gathers_statistics  # a hook takes the statistics
         self.tree, self._buffer = tree, buffer
-        self.iteration, self.drop_in = iteration, drop_in
+        self.iteration, self.drop_in, self._schedule = iteration, drop_in, schedule

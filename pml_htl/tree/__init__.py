@@ -16,6 +16,7 @@ from .hierarchical_class_tree import (
     resolve_tree_options,
 )
 from .linkage import LINKAGES
+from .rebuild_schedule import RebuildSchedule
 from .statistics_buffer import StatisticsBuffer
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "HierarchicalClassTree",
     "LINKAGES",
     "MAX_SQUARED_DISTANCE",
+    "RebuildSchedule",
     "StatisticsBuffer",
     "TreeConsumerMixin",
     "check_tree",

@@ -183,11 +183,12 @@ class ClassStatistics:
         classes, inverse = torch.unique(
             torch.cat([self.labels, other.labels]), sorted=True, return_inverse=True
         )
-        C = classes.shape[0]
+        C, mine, theirs = classes.shape[0], inverse[: self.num_classes], inverse[self.num_classes :]
 
         def merged(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            # each class once per side: a copy, then an add (no concatenated copy)
             out = torch.zeros((C,) + a.shape[1:], dtype=a.dtype, device=a.device)
-            return out.index_add_(0, inverse, torch.cat([a, b]))
+            return out.index_copy_(0, mine, a).index_add_(0, theirs, b)
 
         return ClassStatistics(
             classes,

@@ -142,3 +142,13 @@ def check_same_tree(tree: HierarchicalClassTree) -> None:
             f"the class tree differs across ranks (seen on rank {rank}): every rank must "
             "build it from the same all-reduced statistics"
         )
+
+
+def agreed_max(value: float) -> float:
+    """The largest ``value`` over the ranks (``value`` itself outside a process group)."""
+    if not is_distributed():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = tensor.to(_collective_device(tensor))
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return float(tensor.item())
