@@ -57,9 +57,10 @@ class RebuildSchedule:
     the statistics are combined, so the same on every rank; postponed while
     more classes keep arriving).
 
-    The loss synchronises with the device every step (it counts its
-    triplets on the host), so on CUDA these host timings are device times to
-    within one step; the build itself ends on the host.
+    On CUDA the loss's step does not wait for the device, but the host can
+    run only a bounded queue of kernels ahead of it, so over the iterations of
+    a gap these host timings track device time; the build itself waits for
+    the device.
     """
 
     def __init__(
