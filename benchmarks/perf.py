@@ -231,6 +231,19 @@ def _tree_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _small_cnn(D: int, device: str):
+    """The hook and epoch rows' model: 3 x 32 x 32 images to D-dim embeddings."""
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(512, D),
+    ).to(device)
+
+
 def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
@@ -241,13 +254,7 @@ def _hook_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     data = torch.randn(N, 3, 32, 32, generator=g)
     labels = torch.arange(N) % C
     dataset = torch.utils.data.TensorDataset(data, labels)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(4),
-        torch.nn.Flatten(),
-        torch.nn.Linear(512, D),
-    ).to(device)
+    model = _small_cnn(D, device)
     bs = 256
 
     def plain_pass():
@@ -369,13 +376,7 @@ def _epoch_worker(args: Dict[str, Any]) -> Dict[str, Any]:
     for _ in range(N // B):
         classes = torch.randperm(C, generator=g)[: B // t]
         batches.append(torch.cat([by_class[int(c)][:t] for c in classes]))
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(4),
-        torch.nn.Flatten(),
-        torch.nn.Linear(512, D),
-    ).to(device)
+    model = _small_cnn(D, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def make(statistics_from):
