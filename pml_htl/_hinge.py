@@ -81,13 +81,14 @@ def margin_matrix(
     beta: float,
     allow_unknown: bool,
     dtype: torch.dtype = torch.float64,
+    margin_scale: float = 1.0,
 ) -> torch.Tensor:
-    """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree."""
+    """(B, M) alpha[a, n] = beta + lambda (d_H(y_a, y_n) - s_{y_a}); beta without a tree."""
     if tree is None:
         return torch.full(
             (labels.shape[0], ref_labels.shape[0]), beta, dtype=dtype, device=labels.device
         )
-    return tree.margin_table(labels, ref_labels, beta, allow_unknown, dtype)
+    return tree.margin_table(labels, ref_labels, beta, allow_unknown, dtype, margin_scale)
 
 
 def hinge_terms(
@@ -99,12 +100,19 @@ def hinge_terms(
     ref_emb: torch.Tensor,
     ref_labels: torch.Tensor,
     allow_unknown: bool,
+    margin_scale: float = 1.0,
 ):
     """(dist, alpha, offsets, sign): the hinge of (a, p, n) is
     [sign (dist[a, p] - dist[a, n]) + offsets[a, n]]_+ with offsets = scale * alpha."""
     dist = distance_matrix(distance, embeddings, None if ref_emb is embeddings else ref_emb)
     alpha = margin_matrix(
-        tree, labels, ref_labels, beta, allow_unknown=allow_unknown, dtype=dist.dtype
+        tree,
+        labels,
+        ref_labels,
+        beta,
+        allow_unknown=allow_unknown,
+        dtype=dist.dtype,
+        margin_scale=margin_scale,
     )
     sign, scale = hinge_sign_and_scale(distance)
     offsets = alpha if scale == 1 else scale * alpha

@@ -95,6 +95,17 @@ def check_beta(value, upper: float) -> float:
     return beta
 
 
+def check_margin_scale(value) -> float:
+    """lambda, the scale of the tree's part of the margin: a finite number >= 0
+    (1 is the paper's margin, 0 the flat margin beta)."""
+    scale = check_finite_number(value, "margin_scale")
+    if scale < 0:
+        raise ValueError(
+            f"margin_scale (lambda) must be >= 0 (1 is the paper's margin), got {scale:g}"
+        )
+    return scale
+
+
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")

@@ -246,23 +246,32 @@ def naive_triplets(labels, ref_labels=None):
     return out
 
 
-def formula_alpha(tree, beta, ya, yn, known=None):
-    """alpha = beta + d_H(y_a, y_n) - s_{y_a}; beta without a tree or for classes
-    the tree does not know (drop-in mode)."""
+def formula_alpha(tree, beta, ya, yn, known=None, scale=1.0):
+    """alpha = beta + lambda (d_H(y_a, y_n) - s_{y_a}) with lambda = ``scale``; beta
+    without a tree or for classes the tree does not know (drop-in mode)."""
     if tree is None:
         return torch.full((len(ya),), float(beta), dtype=torch.float64)
     if known is None:
-        return beta + tree.merge_distance(ya, yn) - tree.spread(ya)
+        return beta + scale * (tree.merge_distance(ya, yn) - tree.spread(ya))
     alpha = torch.full((len(ya),), float(beta), dtype=torch.float64)
     for i, (p, q) in enumerate(zip(ya.tolist(), yn.tolist())):
         if p in known and q in known:
             pa, qa = torch.tensor([p]), torch.tensor([q])
-            alpha[i] = beta + tree.merge_distance(pa, qa)[0] - tree.spread(pa)[0]
+            alpha[i] = beta + scale * (tree.merge_distance(pa, qa)[0] - tree.spread(pa)[0])
     return alpha
 
 
 def naive_per_triplet(
-    emb, labels, triplets, tree, beta, kind="sq", ref_emb=None, ref_labels=None, known=None
+    emb,
+    labels,
+    triplets,
+    tree,
+    beta,
+    kind="sq",
+    ref_emb=None,
+    ref_labels=None,
+    known=None,
+    scale=1.0,
 ):
     """0.5 * hinge of each triplet."""
     x = unit(emb)
@@ -271,7 +280,7 @@ def naive_per_triplet(
     a = torch.tensor([t[0] for t in triplets], dtype=torch.long)
     p = torch.tensor([t[1] for t in triplets], dtype=torch.long)
     n = torch.tensor([t[2] for t in triplets], dtype=torch.long)
-    alpha = formula_alpha(tree, beta, labels[a], ref_labels[n], known).to(x.dtype)
+    alpha = formula_alpha(tree, beta, labels[a], ref_labels[n], known, scale).to(x.dtype)
     xa, xp, xn = x[a], r[p], r[n]
     if kind == "sq":
         v = ((xa - xp) ** 2).sum(1) - ((xa - xn) ** 2).sum(1) + alpha
@@ -297,7 +306,7 @@ def miner_tree(num_classes=6, dim=8, seed=0):
     return HierarchicalClassTree.from_embeddings(emb, labels)
 
 
-def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set):
+def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set, scale=1.0):
     x = torch.nn.functional.normalize(emb.double(), dim=1)
     r = torch.nn.functional.normalize(ref.double(), dim=1)
     found = set()
@@ -309,7 +318,7 @@ def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set):
                 if ref_labels[n] == labels[a]:
                     continue
                 ya, yn = labels[a : a + 1], ref_labels[n : n + 1]
-                alpha = float(beta + tree.merge_distance(ya, yn) - tree.spread(ya))
+                alpha = float(beta + scale * (tree.merge_distance(ya, yn) - tree.spread(ya)))
                 if kind == "cos":
                     v = float(x[a] @ r[n] - x[a] @ r[p]) + alpha / 2
                 else:

@@ -806,6 +806,35 @@ def test_bad_ref_emb_without_ref_labels(tree, batch):
         loss_fn(emb, labels, ref_emb=emb.clone(), ref_labels=labels[:3].clone())
 
 
+@pytest.mark.parametrize("kind", ["sq", "cos"])
+@pytest.mark.parametrize("scale", [0.0, 0.5, 2.0])
+def test_margin_scale_value_and_grad(tree, kind, scale, device):
+    """alpha = beta + lambda (d_H - s_{y_a}); lambda = 0 is the flat margin beta."""
+    labels = make_labels("unequal")
+    emb = sample(labels, seed=5)
+    triplets = naive_triplets(labels)
+    loss_fn = make_loss(kind, tree=tree.to(device), beta=0.2, margin_scale=scale)
+    got, (g_got,) = value_and_grad(lambda e: loss_fn(e, labels.to(device)), emb.to(device))
+    want, (g_want,) = value_and_grad(
+        lambda e: naive_mean(e, labels, triplets, tree, 0.2, kind, scale=scale), emb
+    )
+    assert_close(got, want)
+    assert_close(g_got, g_want)
+    paper = naive_mean(emb, labels, triplets, tree, 0.2, kind)
+    assert abs(float(paper) - float(want)) > 1e-3  # lambda really changes the loss
+    if scale == 0:
+        flat = naive_mean(emb, labels, triplets, None, 0.2, kind)
+        assert_close(got, flat)
+
+
+@pytest.mark.parametrize("scale", [-0.5, float("nan"), float("inf")])
+def test_bad_margin_scale(scale):
+    with pytest.raises(ValueError, match="margin_scale"):
+        losses.HierarchicalTripletLoss(margin_scale=scale)
+    with pytest.raises(TypeError, match="margin_scale"):
+        losses.HierarchicalTripletLoss(margin_scale="1")
+
+
 @pytest.mark.parametrize("beta", [float("nan"), float("inf"), -float("inf")])
 def test_bad_beta(beta):
     with pytest.raises(ValueError, match="beta"):

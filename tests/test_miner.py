@@ -31,6 +31,21 @@ def test_mined_triplets_are_the_violating_ones(kind, distance, beta, device):
     assert len(expected) > 0
 
 
+@pytest.mark.parametrize("scale", [0.0, 0.5, 1.5])
+def test_mined_triplets_follow_margin_scale(scale, device):
+    tree = miner_tree()
+    torch.manual_seed(3)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
+    emb = torch.randn(len(labels), 8, dtype=torch.float64)
+    miner = miners.HierarchicalTripletMiner(tree=tree.to(device), beta=0.1, margin_scale=scale)
+    a, p, n = miner(emb.to(device), labels.to(device))
+    got = set(zip(a.tolist(), p.tolist(), n.tolist()))
+    want = naive_violating(emb, labels, emb, labels, tree, 0.1, "squared", True, scale=scale)
+    assert got == want and len(want) > 0
+    paper = naive_violating(emb, labels, emb, labels, tree, 0.1, "squared", True)
+    assert want != paper  # the scale changes which triplets violate
+
+
 @pytest.mark.parametrize("max_elements", [5, 25, 1 << 22])
 def test_mining_against_ref_emb_in_chunks(device, max_elements):
     tree = miner_tree()

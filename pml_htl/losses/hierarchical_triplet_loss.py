@@ -20,7 +20,7 @@ from .._triplets import (
     same_class_masks,
     upcast_half,
 )
-from .._validation import check_beta, check_metric_inputs
+from .._validation import check_beta, check_margin_scale, check_metric_inputs
 from ..tree import (
     MAX_SQUARED_DISTANCE,
     ClassStatistics,
@@ -41,7 +41,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
     For every triplet (a, p, n) in the batch::
 
         L_M = 1/(2 Z_M) sum_z [D(a, p) - D(a, n) + alpha_z]_+
-        alpha_z = beta + d_H(y_a, y_n) - s_{y_a}
+        alpha_z = beta + lambda (d_H(y_a, y_n) - s_{y_a})
 
     Args:
         tree: a :class:`~pml_htl.HierarchicalClassTree` (built by the
@@ -49,6 +49,9 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
             loss runs in drop-in mode (below).
         beta: beta, the constant part of the margin (default 0.1, the
             paper's), a squared distance in [0, 4].
+        margin_scale: lambda, the scale of the tree's part of the margin
+            (default 1, the paper's margin; 0 gives the flat margin beta with
+            the tree still choosing the batches). Ours, not the paper's.
         tree_update_interval: drop-in mode only: when to rebuild the loss's
             own tree from the statistics of the detached embeddings seen in
             training mode since the last one (summed per class in float32
@@ -108,6 +111,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self,
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
+        margin_scale: float = 1.0,
         tree_update_interval: Optional[Union[int, str, RebuildSchedule]] = AUTO,
         num_levels: Optional[int] = None,
         linkage: Optional[str] = None,
@@ -117,6 +121,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         super().__init__(**kwargs)
         check_distance(self.distance)
         self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
+        self.margin_scale = check_margin_scale(margin_scale)
         tree_update_interval = check_tree_update_interval(tree_update_interval)
         self.tree = check_tree(tree)
         options = dict(num_levels=num_levels, linkage=linkage, level_start=level_start)
@@ -129,7 +134,7 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         self.gathers_statistics = False
         self._schedule = self._new_schedule()
         self.iteration = 0
-        self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
+        self.add_to_recordable_attributes(list_of_names=["beta", "margin_scale"], is_stat=False)
         self.add_to_recordable_attributes(
             list_of_names=["num_triplets", "num_violating_triplets", "mean_margin"],
             is_stat=True,
@@ -188,7 +193,15 @@ class HierarchicalTripletLoss(TreeConsumerMixin, BaseMetricLossFunction):
         remove_self = ref_labels is labels  # PML's rule (identity, not equality)
         tree = self.tree_on(embeddings.device)
         dist, alpha, offsets, sign = hinge_terms(
-            self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, self.drop_in
+            self.distance,
+            tree,
+            self.beta,
+            embeddings,
+            labels,
+            ref_emb,
+            ref_labels,
+            self.drop_in,
+            self.margin_scale,
         )
 
         B, M = dist.shape

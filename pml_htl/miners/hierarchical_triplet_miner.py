@@ -11,14 +11,19 @@ from pytorch_metric_learning.miners import BaseMiner
 from .._hinge import check_distance, hinge_terms
 from .._logging import warn_once
 from .._triplets import same_class_masks, violating_triplets
-from .._validation import check_beta, check_metric_inputs, check_positive_int
+from .._validation import (
+    check_beta,
+    check_margin_scale,
+    check_metric_inputs,
+    check_positive_int,
+)
 from ..tree import MAX_SQUARED_DISTANCE, HierarchicalClassTree, TreeConsumerMixin, check_tree
 
 
 class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
     """Returns the (a, p, n) triplets with D(a, p) - D(a, n) + alpha > 0.
 
-    alpha = beta + d_H(y_a, y_n) - s_{y_a} comes from the same class tree as
+    alpha = beta + lambda (d_H(y_a, y_n) - s_{y_a}) comes from the same class tree as
     the loss, so HTL's margin can drive any triplet or pair loss.
 
     Args:
@@ -29,6 +34,8 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
             e.g. a :class:`~pml_htl.losses.HierarchicalTripletLoss` in drop-in
             mode (the miner then follows the loss's own trees).
         beta: beta of the margin (default 0.1), a squared distance in [0, 4].
+        margin_scale: lambda, the scale of the tree's part of the margin
+            (default 1, the paper's margin), as in the loss.
         distance: as for the loss (default ``LpDistance(power=2)``).
         max_elements: bound on the working set of one chunk of anchors
             (rows of the (B, M) distance matrix).
@@ -43,6 +50,7 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         self,
         tree: Optional[HierarchicalClassTree] = None,
         beta: float = 0.1,
+        margin_scale: float = 1.0,
         max_elements: int = 1 << 22,
         tree_source: Optional[Any] = None,
         **kwargs,
@@ -61,8 +69,9 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         # a plain attribute, not a submodule: the loss keeps its own state_dict
         object.__setattr__(self, "tree_source", tree_source)
         self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
+        self.margin_scale = check_margin_scale(margin_scale)
         self.max_elements = check_positive_int(max_elements, "max_elements")
-        self.add_to_recordable_attributes(list_of_names=["beta"], is_stat=False)
+        self.add_to_recordable_attributes(list_of_names=["beta", "margin_scale"], is_stat=False)
 
     def get_default_distance(self):
         return LpDistance(p=2, power=2, normalize_embeddings=True)
@@ -96,7 +105,15 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         # a followed loss in drop-in mode has no statistics for some classes yet
         allow_unknown = self.tree_source is not None
         dist, _, offsets, sign = hinge_terms(
-            self.distance, tree, self.beta, embeddings, labels, ref_emb, ref_labels, allow_unknown
+            self.distance,
+            tree,
+            self.beta,
+            embeddings,
+            labels,
+            ref_emb,
+            ref_labels,
+            allow_unknown,
+            self.margin_scale,
         )
         positive, negative = same_class_masks(labels, ref_labels, remove_self)
         return violating_triplets(dist, offsets, positive, negative, sign, self.max_elements)

@@ -9,7 +9,13 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from .. import _sync
-from .._validation import check_beta, check_labels, check_positive_int, require
+from .._validation import (
+    check_beta,
+    check_labels,
+    check_margin_scale,
+    check_positive_int,
+    require,
+)
 from .class_statistics import ClassStatistics
 from .linkage import (
     LINKAGES,
@@ -311,25 +317,31 @@ class HierarchicalClassTree:
         negative_labels: torch.Tensor,
         beta: float = 0.1,
         allow_unknown: bool = False,
+        margin_scale: float = 1.0,
     ) -> torch.Tensor:
-        """alpha = beta + d_H(y_a, y_n) - s_{y_a}, broadcast over the two label tensors.
+        """alpha = beta + lambda (d_H(y_a, y_n) - s_{y_a}), broadcast over the two
+        label tensors; lambda (``margin_scale``) = 1 is the paper's margin.
 
         With ``allow_unknown`` a pair with a class the tree does not know gets
         alpha = beta instead of an error.
         """
         beta = check_beta(beta, MAX_SQUARED_DISTANCE)
+        margin_scale = check_margin_scale(margin_scale)
         if allow_unknown:
             ia, known_a = self.index_of(anchor_labels, allow_unknown=True)
             ib, known_b = self.index_of(negative_labels, allow_unknown=True)
         else:
             ia, ib = self.index_of(anchor_labels), self.index_of(negative_labels)
-        alpha = self._margin_of_indices(ia, ib, beta)
+        alpha = self._margin_of_indices(ia, ib, beta, margin_scale)
         if allow_unknown:
             alpha = torch.where(known_a & known_b, alpha, torch.full_like(alpha, beta))
         return alpha
 
-    def _margin_of_indices(self, ia: torch.Tensor, ib: torch.Tensor, beta: float) -> torch.Tensor:
-        return beta + self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
+    def _margin_of_indices(
+        self, ia: torch.Tensor, ib: torch.Tensor, beta: float, margin_scale: float
+    ) -> torch.Tensor:
+        tree_part = self.thresholds[self._levels_of_indices(ia, ib)] - self.spreads[ia]
+        return beta + (tree_part if margin_scale == 1 else margin_scale * tree_part)
 
     def margin_table(
         self,
@@ -338,9 +350,10 @@ class HierarchicalClassTree:
         beta: float = 0.1,
         allow_unknown: bool = False,
         dtype: torch.dtype = torch.float64,
+        margin_scale: float = 1.0,
     ) -> torch.Tensor:
-        """(B, M) alpha[a, n] = beta + d_H(y_a, y_n) - s_{y_a} in ``dtype`` for
-        every sample of ``labels`` against every sample of ``ref_labels``.
+        """(B, M) alpha[a, n] = beta + lambda (d_H(y_a, y_n) - s_{y_a}) in ``dtype``
+        for every sample of ``labels`` against every sample of ``ref_labels``.
 
         Where reading back is free (CPU) it is looked up once per pair of
         classes present. Where it is not (CUDA) nothing is read back: every
@@ -350,9 +363,12 @@ class HierarchicalClassTree:
         if not _sync.syncs_are_costly(self.device):
             classes, inverse = torch.unique(labels, return_inverse=True)
             ref_classes, ref_inverse = torch.unique(ref_labels, return_inverse=True)
-            table = self.margin(classes[:, None], ref_classes[None, :], beta, allow_unknown)
+            table = self.margin(
+                classes[:, None], ref_classes[None, :], beta, allow_unknown, margin_scale
+            )
             return table.to(dtype)[inverse][:, ref_inverse]
         beta = check_beta(beta, MAX_SQUARED_DISTANCE)
+        margin_scale = check_margin_scale(margin_scale)
         (ia, known_a), (ib, known_b) = self._rows_of(labels), self._rows_of(ref_labels)
         if not allow_unknown:
             require(
@@ -366,7 +382,9 @@ class HierarchicalClassTree:
         rows = max(1, _PAIR_BLOCK // ((self.num_levels + 1) * max(ib.shape[0], 1)))
         table = torch.cat(
             [
-                self._margin_of_indices(ia[start : start + rows, None], ib[None, :], beta)
+                self._margin_of_indices(
+                    ia[start : start + rows, None], ib[None, :], beta, margin_scale
+                )
                 for start in range(0, max(ia.shape[0], 1), rows)
             ]
         )
