@@ -19,9 +19,16 @@ extras = {
     "cpu": ["faiss-cpu"],
     "hooks": ["record-keeper>=0.9.32", "tensorboard"],
     "glyphs": glyphs,
-    # benchmarks/ builds the glyphs and uses matplotlib and Pillow itself too.
-    "bench": ["torchvision>=0.16", "faiss-cpu"] + glyphs,
-    "dev": ["pytest>=7", "scipy>=1.10", "ruff>=0.5"],
+    # benchmarks/ builds the glyphs and uses matplotlib and Pillow itself too;
+    # benchmarks/stats.py takes Holm and McNemar from statsmodels, tune.py optuna.
+    "bench": [
+        "torchvision>=0.16",
+        "faiss-cpu",
+        "statsmodels>=0.13",
+        "optuna>=3.0",
+    ]
+    + glyphs,
+    "dev": ["pytest>=7", "scipy>=1.10", "statsmodels>=0.13", "ruff>=0.5"],
 }
 # the tests run the examples, whose PML trainer logs through record-keeper
 extras["dev"] = sorted(set(extras["dev"] + extras["bench"] + extras["hooks"]))

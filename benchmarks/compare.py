@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import recall_ks  # noqa: E402
+from benchmarks import recall_ks, tune  # noqa: E402
 from benchmarks.backbones import (  # noqa: E402
     BACKBONES,
     check_pretrained_weights,
@@ -48,10 +48,13 @@ from benchmarks.backbones import (  # noqa: E402
     random_init_problem,
 )
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
+from benchmarks.diagnostics import MarginDiagnostics  # noqa: E402
+from benchmarks.diagnostics import describe as describe_diagnostics  # noqa: E402
 from benchmarks.hierarchy import HierarchyTracker  # noqa: E402
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
 from benchmarks.verification import verification_metrics  # noqa: E402
 from benchmarks.weights import WeightsError  # noqa: E402
+from pml_htl.losses import HierarchicalTripletLoss  # noqa: E402
 
 # --------------------------------------------------------------------------- losses
 #: One readable table of every loss's hyper-parameters. The baselines start
@@ -81,13 +84,23 @@ CHOICE_VARIANTS: Dict[str, Dict[str, Any]] = {
     "htl_m8": {"classes_per_anchor": 8},
     "htl_train_stats": {"statistics_from": "training"},
 }
+#: HTL with its margin or its tree's data set otherwise (--diagnosis): what HTL's
+#: behaviour depends on. margin_scale is lambda in alpha = beta + lambda (d_H - s_ya).
+DIAGNOSIS_VARIANTS: Dict[str, Dict[str, Any]] = {
+    "htl_lambda0": {"margin_scale": 0.0},
+    "htl_lambda05": {"margin_scale": 0.5},
+    "htl_first_tree": {"rebuild": "first"},
+    "htl_aug_view": {"tree_view": "augmented"},
+}
+CHOICE_VARIANTS.update(DIAGNOSIS_VARIANTS)
 for _variant in CHOICE_VARIANTS:
     HYPERPARAMETERS[_variant] = {"beta": 0.1}
 MAIN_LOSSES = ["contrastive", "triplet", "margin", "multi_similarity", "htl"]
 ABLATIONS = ["htl_mperclass", "triplet_an", "htl_plain"]
-CHOICE_ABLATIONS = list(CHOICE_VARIANTS)
+DIAGNOSIS_ABLATIONS = list(DIAGNOSIS_VARIANTS)
+CHOICE_ABLATIONS = [v for v in CHOICE_VARIANTS if v not in DIAGNOSIS_VARIANTS]
 #: Rows drawn dashed in the convergence plot.
-DASHED = ABLATIONS + CHOICE_ABLATIONS
+DASHED = ABLATIONS + CHOICE_ABLATIONS + DIAGNOSIS_ABLATIONS
 LOSS_TITLES = {
     "contrastive": "Contrastive",
     "triplet": "Triplet",
@@ -105,15 +118,21 @@ LOSS_TITLES = {
     "htl_m2": "choice: HTL, m = 2 classes per anchor (l' = 8)",
     "htl_m8": "choice: HTL, m = 8 classes per anchor (l' = 2)",
     "htl_train_stats": "choice: HTL, tree from the training steps' embeddings (no extra pass)",
+    "htl_lambda0": "diagnosis: HTL, lambda = 0 (flat margin beta, tree-chosen batches)",
+    "htl_lambda05": "diagnosis: HTL, lambda = 0.5 (tree's part of the margin halved)",
+    "htl_first_tree": "diagnosis: HTL, first tree kept (never rebuilt)",
+    "htl_aug_view": "diagnosis: HTL, tree from augmented training views",
 }
 #: Losses whose batches come from the anchor-neighbour sampler.
 USES_AN_SAMPLER = {"htl", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
 #: Losses that need the class tree (rebuilt every epoch).
 USES_TREE = {"htl", "htl_mperclass", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
-#: The sampler and tree-hook options a choice variant sets (the rest are the
-#: loss's tree options).
-SAMPLER_OPTIONS = ("classes_per_anchor",)
-HOOK_OPTIONS = ("statistics_from",)
+#: What a choice variant or HTL's tuned hyper-parameters may set besides the loss's
+#: own arguments: the sampler's m and t, where the tree's statistics come from
+#: (tree_view: "clean" evaluation views, "augmented" training views, or "training",
+#: the training steps' own embeddings) and whether it is rebuilt every epoch.
+RUN_OPTIONS = ("classes_per_anchor", "samples_per_class", "statistics_from", "tree_view", "rebuild")
+TREE_VIEWS = ("clean", "augmented", "training")
 
 PRESETS = {
     "cpu": {},
@@ -149,12 +168,22 @@ DEFAULTS = dict(
     train_classes=None,
     pretrained_weights=None,
     googlenet_transform_input="auto",
+    augment=None,  # the data set's default: DEFAULT_AUGMENT
 )
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
 #: The data sets image_transforms crops to --image-size (the others keep their size).
 RESIZED_DATASETS = ("cub", "cars196", "sop", "inshop", "folder", "faces")
 TORCHVISION_BACKBONES = tuple(b for b in BACKBONES if b != "small-cnn")
+#: Training augmentation. standard: the photo recipe of the metric-learning
+#: literature (random resized crops down to 8% of the image, horizontal flips);
+#: light: small shifts and rotations (what suits characters and other images whose
+#: meaning a big crop or a flip destroys); none: the evaluation view.
+AUGMENTATIONS = ("standard", "light", "none")
+#: Each data set's default: the photo recipe for photos, none where the published
+#: glyph and Fashion-MNIST results were made without.
+DEFAULT_AUGMENT = {d: "standard" for d in DATASETS}
+DEFAULT_AUGMENT.update({"glyphs": "none", "fashion-mnist": "none"})
 #: Settings that only some data sets or backbones read: setting -> (the setting that
 #: decides, the values it applies to). Recorded only where they apply; a flag for
 #: one where it does not is an error.
@@ -173,7 +202,7 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
 
     from pml_htl import losses, miners
 
-    hp = dict(hp)
+    hp = {k: v for k, v in hp.items() if k not in RUN_OPTIONS}
     kw = {"collect_stats": collect_stats}
     miner = None
     loss_optimizer = None
@@ -192,17 +221,29 @@ def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
     elif name in ("htl", "htl_mperclass"):
         loss = losses.HierarchicalTripletLoss(**hp, **kw)
     elif name in CHOICE_VARIANTS:
-        tree_options = {
-            k: v
-            for k, v in CHOICE_VARIANTS[name].items()
-            if k not in SAMPLER_OPTIONS + HOOK_OPTIONS
-        }
-        loss = losses.HierarchicalTripletLoss(**tree_options, **hp, **kw)
+        loss_options = {k: v for k, v in CHOICE_VARIANTS[name].items() if k not in RUN_OPTIONS}
+        loss = losses.HierarchicalTripletLoss(**{**hp, **loss_options}, **kw)
     elif name == "htl_plain":
         loss = losses.HierarchicalTripletLoss(distance=distances.LpDistance(power=1), **hp, **kw)
     else:
         raise ValueError(f"unknown loss {name!r}")
     return loss, miner, loss_optimizer
+
+
+def run_options(loss_name: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """m, t, the tree's view and rebuild policy of one loss: the configuration's,
+    then its choice variant's, then its (tuned) hyper-parameters'."""
+    options = {
+        "classes_per_anchor": cfg["classes_per_anchor"],
+        "samples_per_class": cfg["samples_per_class"],
+        "tree_view": "clean",
+        "rebuild": "every_epoch",
+    }
+    for source in (CHOICE_VARIANTS.get(loss_name, {}), cfg["hyperparameters"][loss_name]):
+        options.update({k: v for k, v in source.items() if k in RUN_OPTIONS})
+    if options.pop("statistics_from", None) == "training":
+        options["tree_view"] = "training"
+    return options
 
 
 # --------------------------------------------------------------------------- utilities
@@ -336,6 +377,22 @@ def record_keeper_missing() -> Optional[str]:
 
 
 # --------------------------------------------------------------------------- evaluation
+#: The final evaluation's per-query Recall@1 hits ("0"/"1" per query, in the query
+#: set's order), kept for the paired tests between losses (benchmarks/stats.py).
+QUERY_HITS = "query_hits_at_1"
+
+
+def query_hits_at_1(calculator, query, q_labels, ref, r_labels, ref_includes_query: bool) -> str:
+    """Whether each query's nearest neighbour (itself left out) shares its class, by
+    the accuracy calculator's own k-NN on the embeddings it sees (normalised or not)."""
+    if getattr(calculator, "normalize_embeddings", False):
+        query = torch.nn.functional.normalize(query.float(), dim=1)
+        ref = query if ref_includes_query else torch.nn.functional.normalize(ref.float(), dim=1)
+    _, indices = calculator.knn_func(query, 1, ref, ref_includes_query)
+    hits = (r_labels[indices[:, 0].to(r_labels.device)] == q_labels).cpu().numpy()
+    return "".join("1" if h else "0" for h in hits)
+
+
 def embed(
     models, dataset, device, batch_size: int, num_workers: int, desc: str, progress: bool = False
 ):
@@ -366,6 +423,10 @@ def evaluate(
         )
         metrics = calculator.get_accuracy(query, q_labels, ref, r_labels)
     metrics = {k: float(v) for k, v in metrics.items()}
+    if splits.query_is_reference:
+        metrics[QUERY_HITS] = query_hits_at_1(calculator, query, q_labels, query, q_labels, True)
+    else:
+        metrics[QUERY_HITS] = query_hits_at_1(calculator, query, q_labels, ref, r_labels, False)
     if splits.pairs is not None:  # face verification: the pairs index the query set
         metrics.update(verification_metrics(query, splits.pairs))
     return metrics
@@ -375,13 +436,28 @@ def evaluate(
 #: Left out of the hash that guards resuming: which runs to make and where to write
 #: them, the loader workers, the shorthands whose values are recorded (preset,
 #: quick), and the hyper-parameters of the other losses.
-NOT_HASHED = ("losses", "seeds", "out", "num_workers", "preset", "quick", "hyperparameters")
+NOT_HASHED = (
+    "losses",
+    "seeds",
+    "out",
+    "num_workers",
+    "preset",
+    "quick",
+    "hyperparameters",
+    "tuning",
+)
 
 
 def config_hash(cfg: Dict[str, Any], loss: str) -> str:
     """What a finished run of ``loss`` must have been made with to be kept."""
     keep = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
     keep["hyperparameters"] = cfg["hyperparameters"][loss]
+    # settings added after results were published enter only when they are not at
+    # their default, so those results stay valid
+    if "augment" in keep and keep["augment"] == DEFAULT_AUGMENT.get(cfg.get("dataset")):
+        del keep["augment"]
+    if keep.get("tune", "given") is None:
+        del keep["tune"]
     keep["choices"] = CHOICE_VARIANTS.get(loss, {})
     if keep.get("device", "").startswith("cuda:"):
         keep["device"] = "cuda"  # the local rank's index is not configuration
@@ -392,10 +468,10 @@ def run_path(out: str, loss: str, seed: int) -> str:
     return os.path.join(out, "runs", f"{loss}__seed{seed}.json")
 
 
-def make_logging(out: str, loss: str, seed: int):
-    """PML's record-keeper and hook container (CSV and TensorBoard logs) when the
-    hooks extra is installed, else (None, None)."""
-    if record_keeper_missing():
+def make_logging(out: str, loss: str, seed: int, wanted: bool = True):
+    """PML's record-keeper and hook container (CSV and TensorBoard logs) when wanted
+    and the hooks extra is installed, else (None, None)."""
+    if not wanted or record_keeper_missing():
         return None, None
     from pytorch_metric_learning.utils import logging_presets
 
@@ -423,7 +499,9 @@ def run_one(
     set_seed(seed)
     trunk, embedder = build_models(cfg, splits.channels, device)
     record_keeper, container = (
-        make_logging(cfg["out"], loss_name, seed) if rank == 0 else (None, None)
+        make_logging(cfg["out"], loss_name, seed, cfg.get("logs", True))
+        if rank == 0
+        else (None, None)
     )
     hp = cfg["hyperparameters"][loss_name]
     loss, miner, loss_optimizer = build_loss(loss_name, hp, collect_stats=record_keeper is not None)
@@ -433,14 +511,18 @@ def run_one(
     if world_size > 1:
         models, loss, miner = distribute(models, loss, miner, device)
     optimizers = build_optimizers(cfg, models, loss, loss_optimizer)
-    tree_hook = build_tree_hook(loss_name, tree_consumers, splits.train_eval, cfg, console.bars)
+    tree_hook = build_tree_hook(loss_name, tree_consumers, splits, cfg, console.bars)
     evaluation = Evaluation(
         (trunk, embedder), splits, calculator, device, cfg, record_keeper, rank, console.bars
     )
     name = f"{loss_name} seed {seed}"
     epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size)
+    epoch_end.rebuilds = run_options(loss_name, cfg)["rebuild"] == "every_epoch"
     if tree_hook is not None and splits.train_superclasses is not None and rank == 0:
         epoch_end.hierarchy = HierarchyTracker(splits.train_labels, splits.train_superclasses)
+    if tree_hook is not None and isinstance(loss, HierarchicalTripletLoss) and rank == 0:
+        m = run_options(loss_name, cfg)["classes_per_anchor"]
+        epoch_end.diagnostics = MarginDiagnostics(loss, m)
     trainer = build_trainer(
         cfg,
         splits,
@@ -453,7 +535,14 @@ def run_one(
         end_of_iteration=container.end_of_iteration_hook if container is not None else None,
         end_of_epoch=epoch_end,
     )
-    train_seconds = train(trainer, cfg["epochs"], evaluation, epoch_end)
+    train_seconds = train(
+        trainer, cfg["epochs"], evaluation, epoch_end, cfg.get("evaluate_start", True)
+    )
+    if epoch_end.diagnostics is not None:
+        last = epoch_end.diagnostics.finish()
+        if last is not None:
+            console.say(f"{name}: {describe_diagnostics(last)}")
+        epoch_end.diagnostics.close()
     if rank != 0:
         return None
     return collect_result(loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device)
@@ -478,8 +567,8 @@ def build_sampler(loss_name: str, seed: int, cfg, train_labels, world_size: int)
 
     from pml_htl import samplers
 
-    B, m, t = cfg["batch_size"], cfg["classes_per_anchor"], cfg["samples_per_class"]
-    m = CHOICE_VARIANTS.get(loss_name, {}).get("classes_per_anchor", m)
+    options = run_options(loss_name, cfg)
+    B, m, t = cfg["batch_size"], options["classes_per_anchor"], options["samples_per_class"]
     length = cfg["iters_per_epoch"] * B
     if loss_name in USES_AN_SAMPLER or world_size > 1:
         # under torchrun every sampler must hand each rank its slice of one global
@@ -526,16 +615,22 @@ def build_optimizers(cfg, models: Dict[str, torch.nn.Module], loss, loss_optimiz
     return optimizers
 
 
-def build_tree_hook(loss_name: str, consumers, dataset, cfg, progress: bool):
-    """The hook that rebuilds the class tree for the losses that use one, else None."""
+def build_tree_hook(loss_name: str, consumers, splits: DataSplits, cfg, progress: bool):
+    """The hook that rebuilds the class tree for the losses that use one, else None.
+    Its statistics come from the tree view: the clean evaluation views of the
+    training set, its augmented training views, or the training steps."""
     from pml_htl import tree_hooks
 
     if loss_name not in USES_TREE:
         return None
     consumers = [c for c in consumers if hasattr(c, "update_tree")]
-    options = {k: v for k, v in CHOICE_VARIANTS.get(loss_name, {}).items() if k in HOOK_OPTIONS}
+    view = run_options(loss_name, cfg)["tree_view"]
     return tree_hooks.TreeRebuildHook(
-        dataset, consumers=consumers, num_workers=cfg["num_workers"], progress=progress, **options
+        splits.train if view == "augmented" else splits.train_eval,
+        consumers=consumers,
+        num_workers=cfg["num_workers"],
+        progress=progress,
+        statistics_from="training" if view == "training" else "inference",
     )
 
 
@@ -585,11 +680,15 @@ class EpochEnd:
         self.iters_per_epoch = cfg["iters_per_epoch"]
         #: measures each new tree against the data set's superclasses, when it has some
         self.hierarchy: Optional[HierarchyTracker] = None
+        #: HTL's margins, active triplets and far-negative share per tree
+        self.diagnostics: Optional[MarginDiagnostics] = None
+        #: False: the first tree is kept (the "rebuild": "first" diagnosis)
+        self.rebuilds = True
         self.bar = console.bar(total=self.epochs, desc=f"{name}: epochs")
         self.epoch_started = time.perf_counter()
 
     def __call__(self, trainer) -> bool:
-        if self.tree_hook is not None and trainer.epoch < self.epochs:
+        if self.tree_hook is not None and trainer.epoch < self.epochs and self.rebuilds:
             self.rebuild_tree(trainer, trainer.epoch)
         seconds = time.perf_counter() - self.epoch_started
         metrics = None
@@ -606,6 +705,11 @@ class EpochEnd:
         start = time.perf_counter()
         self.tree_hook(trainer)
         self.tree_seconds += time.perf_counter() - start
+        if self.diagnostics is not None:
+            finished = self.diagnostics.finish()
+            if finished is not None:
+                self.console.say(f"{self.name}: {describe_diagnostics(finished)}")
+            self.diagnostics.start(self.tree_hook.tree, epoch * self.iters_per_epoch)
         if self.hierarchy is not None:
             from pytorch_metric_learning.utils import common_functions as c_f
 
@@ -656,10 +760,14 @@ def build_trainer(
     )
 
 
-def train(trainer, epochs: int, evaluation: Evaluation, epoch_end: EpochEnd) -> float:
-    """Evaluate the starting model, build the first tree, train. Returns the training
-    seconds: tree rebuilds count (they are part of HTL's cost), evaluations do not."""
-    evaluation(0)
+def train(
+    trainer, epochs: int, evaluation: Evaluation, epoch_end: EpochEnd, evaluate_start: bool = True
+) -> float:
+    """Evaluate the starting model (unless not ``evaluate_start``), build the first
+    tree, train. Returns the training seconds: tree rebuilds count (they are part of
+    HTL's cost), evaluations do not."""
+    if evaluate_start:
+        evaluation(0)
     eval_seconds_before = evaluation.seconds
     start = epoch_end.epoch_started = time.perf_counter()
     if epoch_end.tree_hook is not None:
@@ -674,14 +782,19 @@ def collect_result(loss_name, seed, cfg, curve, epoch_end: EpochEnd, train_secon
     """The run's record, as written to runs/<loss>__seed<seed>.json."""
     iterations = cfg["epochs"] * cfg["iters_per_epoch"]
     hierarchy = {} if epoch_end.hierarchy is None else {"hierarchy": epoch_end.hierarchy.entries}
+    if epoch_end.diagnostics is not None:
+        hierarchy["diagnostics"] = epoch_end.diagnostics.entries
     return {
         "loss": loss_name,
         "seed": seed,
         "config_hash": config_hash(cfg, loss_name),
         "hyperparameters": cfg["hyperparameters"][loss_name],
         "choices": CHOICE_VARIANTS.get(loss_name, {}),
-        "final": {k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration")},
-        "curve": curve,
+        "final": {
+            k: v for k, v in curve[-1].items() if k not in ("epoch", "iteration", QUERY_HITS)
+        },
+        QUERY_HITS: curve[-1].get(QUERY_HITS),
+        "curve": [{k: v for k, v in point.items() if k != QUERY_HITS} for point in curve],
         "iterations": iterations,
         "train_seconds": train_seconds,
         "tree_seconds": epoch_end.tree_seconds,
@@ -723,7 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="local data folder (never downloaded)")
     p.add_argument("--train-classes", default=None, help="folder: file naming the train classes")
     p.add_argument(
-        "--losses", nargs="+", choices=MAIN_LOSSES + ABLATIONS + CHOICE_ABLATIONS, default=None
+        "--losses",
+        nargs="+",
+        choices=MAIN_LOSSES + ABLATIONS + CHOICE_ABLATIONS + DIAGNOSIS_ABLATIONS,
+        default=None,
     )
     p.add_argument("--ablations", action="store_true", help="add the three ablation rows")
     p.add_argument(
@@ -731,6 +847,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add HTL with each open choice set otherwise (linkage, level counting, L, m,\n"
         "the tree's statistics from the training steps)",
+    )
+    p.add_argument(
+        "--diagnosis",
+        action="store_true",
+        help="add HTL with lambda = 0 and 0.5, with its first tree kept, and with its tree\n"
+        "built from augmented training views",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
@@ -749,6 +871,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default=None,
+        help="training augmentation: standard (random resized crops and flips, the default\n"
+        "for photos), light (small shifts and rotations: characters, digits), none\n"
+        "(default for glyphs and Fashion-MNIST)",
+    )
     p.add_argument("--backbone", choices=BACKBONES, default=None)
     p.add_argument("--pretrained-weights", default=None, help="local state_dict for the trunk")
     p.add_argument(
@@ -778,6 +908,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet", action="store_true", help="print the final table only (no bars, no progress)"
     )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune every loss first, with the same number of optuna trials on class-disjoint\n"
+        "folds of the training classes, then train the best configurations over --seeds\n"
+        "(stored in --out/tuning/optuna.db: a killed search resumes)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help=f"--tune: trials per loss (default {tune.DEFAULT_TRIALS})",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help=f"--tune: class-disjoint folds (default {tune.DEFAULT_FOLDS})",
+    )
+    p.add_argument(
+        "--tune-iters",
+        type=int,
+        default=None,
+        help=f"--tune: training iterations per fold (default {tune.DEFAULT_TUNE_ITERS})",
+    )
     p.add_argument("--out", default=None, help="default: results/<dataset>/")
     return p
 
@@ -790,6 +945,8 @@ def resolve_config(args) -> Dict[str, Any]:
     if args.quick:
         cfg.update(QUICK)
     cfg.update({k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None})
+    if cfg["augment"] is None:
+        cfg["augment"] = DEFAULT_AUGMENT[cfg["dataset"]]
     check_flags_apply(args, cfg)
     for key, (decider, values) in SCOPED_SETTINGS.items():
         if cfg[decider] not in values:
@@ -806,11 +963,14 @@ def resolve_config(args) -> Dict[str, Any]:
         )
     if args.eval_every < 1:
         raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    cfg["tune"] = resolve_tuning(args)
     losses = args.losses or list(MAIN_LOSSES)
     if args.ablations:
         losses += [a for a in ABLATIONS if a not in losses]
     if args.choices:
         losses += [a for a in CHOICE_ABLATIONS if a not in losses]
+    if args.diagnosis:
+        losses += [a for a in DIAGNOSIS_ABLATIONS if a not in losses]
     cfg.update(
         losses=losses,
         seeds=args.seeds,
@@ -829,6 +989,27 @@ def resolve_config(args) -> Dict[str, Any]:
     if world_size > 1 and args.out is None:
         cfg["out"] = os.path.join("results", f"{cfg['dataset']}-{world_size}proc")
     return cfg
+
+
+def resolve_tuning(args) -> Optional[Dict[str, int]]:
+    """--tune's budget, or None; its flags without --tune are an error."""
+    flags = {"trials": args.trials, "folds": args.folds, "tune_iters": args.tune_iters}
+    if not args.tune:
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if given:
+            raise SystemExit(f"error: {', '.join(given)} applies only with --tune")
+        return None
+    defaults = {
+        "trials": tune.DEFAULT_TRIALS,
+        "folds": tune.DEFAULT_FOLDS,
+        "tune_iters": tune.DEFAULT_TUNE_ITERS,
+    }
+    budget = {k: defaults[k] if v is None else v for k, v in flags.items()}
+    for key, minimum in (("trials", 1), ("folds", 2), ("tune_iters", 1)):
+        if budget[key] < minimum:
+            flag = "--" + key.replace("_", "-")
+            raise SystemExit(f"error: {flag} must be >= {minimum}, got {budget[key]}")
+    return budget
 
 
 def check_flags_apply(args, cfg: Dict[str, Any]) -> None:
@@ -878,19 +1059,44 @@ def init_distributed(cfg: Dict[str, Any]):
     return torch.distributed.get_rank(), size
 
 
-def image_transforms(cfg):
-    """(train, eval) transforms: none for the glyphs (tensors already), ToTensor for
-    Fashion-MNIST, ImageNet-style crops to --image-size for RESIZED_DATASETS."""
-    if cfg["dataset"] == "glyphs":
-        return None, None
+#: --augment light: rotations up to this many degrees, shifts up to this fraction.
+LIGHT_DEGREES, LIGHT_SHIFT = 10, 0.1
+
+
+def augmentation(name: str, size: int):
+    """The random part of the training transform, or None; it works on PIL images
+    and on tensors alike."""
     import torchvision.transforms as T
 
-    if cfg["dataset"] not in RESIZED_DATASETS:
-        return T.ToTensor(), T.ToTensor()
+    if name == "standard":
+        return T.Compose([T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip()])
+    if name == "light":
+        return T.RandomAffine(LIGHT_DEGREES, translate=(LIGHT_SHIFT, LIGHT_SHIFT))
+    return None
+
+
+def image_transforms(cfg):
+    """(train, eval) transforms. Glyphs are tensors already (32 x 32); Fashion-MNIST
+    gets ToTensor (28 x 28); RESIZED_DATASETS ImageNet-style resizing to
+    --image-size. The training transform adds cfg["augment"]'s augmentation."""
+    import torchvision.transforms as T
+
+    dataset, augment = cfg["dataset"], cfg["augment"]
+    if dataset == "glyphs":
+        return augmentation(augment, 32), None
+    if dataset not in RESIZED_DATASETS:
+        random_part = augmentation(augment, 28)
+        train = T.ToTensor() if random_part is None else T.Compose([random_part, T.ToTensor()])
+        return train, T.ToTensor()
     size = cfg["image_size"]
     norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
-    test = T.Compose([T.Resize(int(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm])
+    resize = [T.Resize(int(size * 256 / 224)), T.CenterCrop(size)]
+    test = T.Compose([*resize, T.ToTensor(), norm])
+    if augment == "standard":
+        train = T.Compose([augmentation(augment, size), T.ToTensor(), norm])
+    else:
+        random_part = augmentation(augment, size)
+        train = T.Compose([*resize, *([random_part] if random_part else []), T.ToTensor(), norm])
     return train, test
 
 
@@ -985,6 +1191,8 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
         f"data: {splits.description}; device: {environment['device']}; "
         f"k-NN: {environment['knn']}; processes: {world_size}"
     )
+    if cfg["tune"] is not None:
+        tune_all(cfg, splits, calculator, device, console, world_size)
     runs = []
     for loss, seed in [(loss, seed) for loss in cfg["losses"] for seed in cfg["seeds"]]:
         done = finished_run(cfg, loss, seed)
@@ -1008,6 +1216,40 @@ def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str,
     if rank == 0:
         console.table(write_reports(runs, cfg, environment, LOSS_TITLES, DASHED))
     return runs
+
+
+def tune_all(cfg, splits: DataSplits, calculator, device, console: Console, world_size: int):
+    """--tune: each loss's search (benchmarks/tune.py); the best configurations become
+    cfg's hyper-parameters and every trial goes in cfg["tuning"] (results.json) and
+    tuning/tuning.json."""
+    if world_size > 1:
+        raise SystemExit("error: --tune runs in one process (no torchrun)")
+    quiet = Console(quiet=True)
+
+    def train_fold(loss: str, trial_cfg, fold: DataSplits) -> Dict[str, float]:
+        trial_cfg = {**trial_cfg, "out": os.path.join(cfg["out"], "tuning")}
+        record = run_one(loss, tune.TUNE_SEED, trial_cfg, fold, calculator, device, quiet)
+        return record["final"]
+
+    records = {}
+    start = time.perf_counter()
+    for loss in cfg["losses"]:
+        records[loss] = tune.tune_loss(loss, cfg, splits, train_fold, console.say)
+        best = records[loss]
+        console.say(
+            f"tune {loss}: best trial {best['best_trial'] + 1}, validation MAP@R "
+            f"{100 * best['best_value']:.1f}: {best['best_hyperparameters']}"
+        )
+    for loss, record in records.items():
+        cfg["hyperparameters"][loss] = record["best_hyperparameters"]
+    cfg["tuning"] = {
+        "budget": cfg["tune"],
+        "seconds_this_call": time.perf_counter() - start,
+        "studies": records,
+    }
+    atomic_write(
+        os.path.join(cfg["out"], "tuning", "tuning.json"), json.dumps(cfg["tuning"], indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import Any, Collection, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
+from benchmarks import convergence, significance
+
 METRIC_COLUMNS = [
     ("precision_at_1", "P@1"),
     ("mean_average_precision_at_r", "MAP@R"),
@@ -87,7 +89,7 @@ def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
     return table
 
 
-def markdown_table(table, cfg, titles: Mapping[str, str]) -> str:
+def markdown_table(table, cfg, titles: Mapping[str, str], statistics=None) -> str:
     cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
         c for c in metric_columns(cfg) if any(c[0] in row for row in table.values())
     ]
@@ -96,17 +98,36 @@ def markdown_table(table, cfg, titles: Mapping[str, str]) -> str:
         values = [row[key][0] for row in table.values() if key in row and key not in UNRANKED]
         if values:
             best[key] = max(values)
-    head = "| loss | " + " | ".join(t for _, t in cols) + " | s / iter | tree s | seeds |"
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
+    statistics = statistics or {}
+    intervals = statistics.get("intervals", {})
+    tests = statistics.get("tests", [])
+    speed = statistics.get("convergence", {})
+    reference = speed.get("reference")
+    speed_cols = (["iters to 95% of triplet"] if reference else []) + ["iters to 95% of own"]
+    head = (
+        "| loss | "
+        + " | ".join(t for _, t in cols)
+        + " | "
+        + " | ".join(speed_cols)
+        + " | s / iter | tree s | n |"
+    )
+    lines = [head, "|" + "---|" * (len(cols) + len(speed_cols) + 4)]
     for loss, row in table.items():
         cells = []
         for key, _ in cols:
             if key not in row:
                 cells.append("–")
                 continue
-            mean, std = row[key]
-            text = f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if len(row["seeds"]) > 1 else "")
-            cells.append(f"**{text}**" if key in best and math.isclose(mean, best[key]) else text)
+            mean = row[key][0]
+            interval = intervals.get(loss, {}).get(key)
+            half = None if interval is None else interval["half_width"]
+            text = f"{100 * mean:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+            text = f"**{text}**" if key in best and math.isclose(mean, best[key]) else text
+            cells.append(text + significance.marks(tests, loss, key))
+        loss_speed = speed.get("losses", {}).get(loss, {})
+        if reference:
+            cells.append(convergence.cell(loss_speed.get("to_reference")))
+        cells.append(convergence.cell(loss_speed.get("to_own_final")))
         spi = row.get("seconds_per_iteration", (float("nan"), 0))[0]
         tree_s = row.get("tree_seconds", (0.0, 0))[0]
         lines.append(
@@ -162,17 +183,137 @@ def convergence_png(runs, cfg, titles: Mapping[str, str], dashed: Collection[str
     return buf.getvalue()
 
 
-def results_markdown(table, cfg, titles: Mapping[str, str]) -> str:
-    """results.md: a short header and the table."""
+def results_markdown(table, cfg, titles: Mapping[str, str], statistics=None) -> str:
+    """results.md: a short header, the table, the paired tests, HTL's diagnostics,
+    the tree against the superclasses, and the tuning."""
+    statistics = statistics or {}
+    speed = statistics.get("convergence", {})
+    tuned = " with tuned hyper-parameters" if cfg.get("tuning") else ""
     header = (
         f"# {cfg['dataset']}: final accuracy after {cfg['epochs'] * cfg['iters_per_epoch']} "
-        f"iterations (%, mean ± std over seeds)\n\n"
+        f"iterations{tuned} (%, mean ± half width of the 95% t interval over the n seeds)\n\n"
+        f"Training augmentation: {cfg.get('augment', 'none')}. "
         "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
-        "excluded; tree s: time spent building class trees. Best value per column in bold.\n\n"
+        "excluded; tree s: time spent building class trees. Best value per column in bold; "
+        "† / ‡: differs from HTL / from the triplet loss (paired test, Holm-corrected "
+        f"p < {significance.ALPHA}; see Paired tests).\n\n"
     )
+    if speed.get("resolution"):
+        header += (
+            f"iters to 95%: the first evaluated iteration with R@1 at or above 95% of the "
+            f"triplet loss's final R@1 (mean over its seeds) or of the run's own final R@1; "
+            f"mean ± 95% half width over seeds. R@1 is evaluated every {speed['resolution']} "
+            "iterations, the resolution of these numbers.\n\n"
+        )
     if cfg.get("verification"):
         header += f"LFW verif.: {cfg['verification']}; fold std: its std over the folds.\n\n"
-    return header + markdown_table(table, cfg, titles) + hierarchy_markdown(table, titles)
+    return (
+        header
+        + markdown_table(table, cfg, titles, statistics)
+        + significance.tests_markdown(statistics.get("tests", []), titles)
+        + diagnostics_markdown(statistics.get("diagnostics", {}), titles)
+        + hierarchy_markdown(table, titles)
+        + tuning_markdown(cfg.get("tuning"), titles)
+    )
+
+
+#: The per-rebuild diagnostics shown in results.md: (key, title, format).
+DIAGNOSTIC_COLUMNS = [
+    ("d0", "d0", "{:.3f}"),
+    ("alpha_near_p50", "alpha near (median)", "{:.2f}"),
+    ("alpha_far_p50", "alpha far (median)", "{:.2f}"),
+    ("active_fraction", "active triplets", "{:.0%}"),
+    ("far_hinge_share", "far share of hinge", "{:.0%}"),
+]
+
+
+def diagnostics_summary(runs, losses) -> Dict[str, Dict[str, Any]]:
+    """Per loss, the first and the last tree's diagnostics, mean over seeds."""
+    out = {}
+    for loss in losses:
+        mine = [r["diagnostics"] for r in runs if r["loss"] == loss and r.get("diagnostics")]
+        if not mine:
+            continue
+        row = {}
+        for which, index in (("first", 0), ("last", -1)):
+            flat = [_flatten(entries[index]) for entries in mine]
+            row[which] = {
+                key: float(np.mean([f[key] for f in flat if f.get(key) is not None]))
+                for key, _, _ in DIAGNOSTIC_COLUMNS
+                if any(f.get(key) is not None for f in flat)
+            }
+        row["seeds"] = len(mine)
+        out[loss] = row
+    return out
+
+
+def _flatten(entry: Dict[str, Any]) -> Dict[str, Any]:
+    flat = dict(entry)
+    for side in ("near", "far"):
+        summary = entry.get(f"alpha_{side}")
+        flat[f"alpha_{side}_p50"] = None if summary is None else summary["p50"]
+    return flat
+
+
+def diagnostics_markdown(summary, titles: Mapping[str, str]) -> str:
+    if not summary:
+        return ""
+    lines = [
+        "\n## HTL's margins per tree\n",
+        "For the first tree and the last, over the training batches until the next "
+        "rebuild (mean over seeds): d0; the median margin alpha of near pairs (the "
+        "negative's class among the anchor class's m - 1 nearest classes, its "
+        "anchor-neighbour group) and of far pairs; the fraction of triplets with a "
+        "positive hinge; the share of the summed hinge that far negatives give.\n",
+        "| loss | tree | " + " | ".join(t for _, t, _ in DIAGNOSTIC_COLUMNS) + " | seeds |",
+        "|" + "---|" * (len(DIAGNOSTIC_COLUMNS) + 3),
+    ]
+    for loss, row in summary.items():
+        for which in ("first", "last"):
+            cells = [
+                fmt.format(row[which][key]) if key in row[which] else "–"
+                for key, _, fmt in DIAGNOSTIC_COLUMNS
+            ]
+            lines.append(
+                f"| {titles.get(loss, loss)} | {which} | "
+                + " | ".join(cells)
+                + f" | {row['seeds']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def tuning_markdown(tuning, titles: Mapping[str, str]) -> str:
+    """The search behind the hyper-parameters: budget, and per loss the best trial
+    against the untuned default."""
+    if not tuning:
+        return ""
+    budget = tuning["budget"]
+    lines = [
+        "\n## Tuning\n",
+        f"{budget['trials']} optuna trials per loss (TPE; the first trial is the untuned "
+        f"default), each trained {budget['tune_iters']} iterations on every {budget['folds']}-fold "
+        "split of the training classes into class-disjoint train and validation classes; "
+        "objective: mean validation MAP@R. The test classes are never seen. Every trial is "
+        "in results.json (configuration.tuning).\n",
+        "| loss | best trial | validation MAP@R | R@1 | untuned default's MAP@R "
+        "| best configuration |",
+        "|---|---|---|---|---|---|",
+    ]
+    for loss, study in tuning["studies"].items():
+        best = next(t for t in study["trials"] if t["number"] == study["best_trial"])
+        default = next((t for t in study["trials"] if t["untuned_default"]), None)
+        default_value = (
+            "–" if default is None or default["value"] is None else f"{100 * default['value']:.1f}"
+        )
+        params = ", ".join(
+            f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}"
+            for k, v in study["best_params"].items()
+        )
+        lines.append(
+            f"| {titles.get(loss, loss)} | {best['number'] + 1} | {100 * best['value']:.1f} "
+            f"| {100 * best['recall_at_1']:.1f} | {default_value} | {params} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def hierarchy_markdown(table, titles: Mapping[str, str]) -> str:
@@ -246,6 +387,12 @@ def write_reports(
     measured their trees) to cfg["out"]; return the markdown."""
     out = cfg["out"]
     table = summarize(runs, cfg)
+    statistics = {
+        "intervals": significance.intervals(runs, cfg["losses"], metric_keys(cfg)),
+        "tests": significance.pairwise_tests(runs, cfg["losses"]),
+        "convergence": convergence.convergence(runs, cfg["losses"]),
+        "diagnostics": diagnostics_summary(runs, cfg["losses"]),
+    }
     results = {
         "configuration": cfg,
         "environment": environment,
@@ -253,11 +400,12 @@ def write_reports(
             k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
             for k, row in table.items()
         },
+        "statistics": statistics,
         "runs": runs,
     }
     atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
     atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
-    markdown = results_markdown(table, cfg, titles)
+    markdown = results_markdown(table, cfg, titles, statistics)
     atomic_write(os.path.join(out, "results.md"), markdown)
     if runs:
         atomic_write(

@@ -6,6 +6,7 @@ import re
 import select
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -66,7 +67,13 @@ def test_end_to_end_outputs(folder_root, tmp_path):
     assert len(csv_lines) == 1 + 4 and csv_lines[0].startswith("loss,seed,recall_at_1")
     md = (out / "results.md").read_text()
     assert "| R@1 |" in md and "Triplet" in md and "HTL" in md and "±" in md
-    table = [line for line in md.splitlines() if line.startswith("|")]
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []  # the first table: the main one
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
     assert "tree s" in table[0] and len({line.count("|") for line in table}) == 1
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -334,22 +341,65 @@ def test_config_hash_covers_the_runs_own_settings_only():
 
 @pytest.mark.parametrize("name", sorted(compare.CHOICE_VARIANTS))
 def test_choice_variants_set_exactly_their_option(name, blob_dataset):
-    """Each open-choice row changes one option of HTL and nothing else."""
+    """Each open-choice or diagnosis row changes one option of HTL and nothing else."""
     options = compare.CHOICE_VARIANTS[name]
     loss, miner, _ = compare.build_loss(name, {"beta": 0.1}, collect_stats=False)
-    cfg = dict(batch_size=64, classes_per_anchor=4, samples_per_class=4, iters_per_epoch=2)
+    cfg = dict(
+        batch_size=64,
+        classes_per_anchor=4,
+        samples_per_class=4,
+        iters_per_epoch=2,
+        num_workers=0,
+        hyperparameters={name: {"beta": 0.1}, "htl": {"beta": 0.1}},
+    )
     sampler = compare.build_sampler(name, 0, cfg, np.repeat(np.arange(40), 5), 1)
     default = compare.build_loss("htl", {"beta": 0.1}, collect_stats=False)[0]
     expected = dict(default.tree_options)
     expected.update({k: v for k, v in options.items() if k in default.tree_options})
     assert dict(loss.tree_options) == expected and miner is None
+    assert loss.margin_scale == options.get("margin_scale", 1.0)
     m = options.get("classes_per_anchor", 4)
     assert sampler.classes_per_anchor == m and sampler.batch_size == 64
     assert sampler.anchors_per_batch == 64 // (m * 4)
-    hook = compare.build_tree_hook(name, [loss, sampler], blob_dataset, {"num_workers": 0}, False)
+    clean, augmented = blob_dataset, torch.utils.data.Subset(blob_dataset, range(len(blob_dataset)))
+    splits = types.SimpleNamespace(train=augmented, train_eval=clean)
+    hook = compare.build_tree_hook(name, [loss, sampler], splits, cfg, False)
     assert hook.statistics_from == options.get("statistics_from", "inference")
     assert loss.gathers_statistics == (hook.statistics_from == "training")
+    view = compare.run_options(name, cfg)["tree_view"]
+    assert view == options.get("tree_view", "training" if "statistics_from" in options else "clean")
+    if view != "training":
+        assert hook.dataset is (augmented if view == "augmented" else clean)
+    assert compare.run_options(name, cfg)["rebuild"] == options.get("rebuild", "every_epoch")
     assert compare.config_hash(compare_cfg(), name) != compare.config_hash(compare_cfg(), "htl")
+
+
+def test_tuned_htl_options_reach_sampler_hook_and_loss(blob_dataset):
+    """HTL's tuned hyper-parameters: lambda to the loss, m and t to the sampler, the
+    tree view to the hook."""
+    hp = {
+        "beta": 0.3,
+        "margin_scale": 0.25,
+        "tree_view": "augmented",
+        "classes_per_anchor": 8,
+        "samples_per_class": 2,
+    }
+    cfg = dict(
+        batch_size=64,
+        classes_per_anchor=4,
+        samples_per_class=4,
+        iters_per_epoch=2,
+        num_workers=0,
+        hyperparameters={"htl": hp},
+    )
+    loss, _, _ = compare.build_loss("htl", hp, collect_stats=False)
+    assert loss.beta == 0.3 and loss.margin_scale == 0.25
+    sampler = compare.build_sampler("htl", 0, cfg, np.repeat(np.arange(40), 5), 1)
+    assert (sampler.classes_per_anchor, sampler.samples_per_class) == (8, 2)
+    augmented = torch.utils.data.Subset(blob_dataset, range(len(blob_dataset)))
+    splits = types.SimpleNamespace(train=augmented, train_eval=blob_dataset)
+    hook = compare.build_tree_hook("htl", [loss, sampler], splits, cfg, False)
+    assert hook.dataset is augmented and hook.statistics_from == "inference"
 
 
 def compare_cfg():
