@@ -661,7 +661,8 @@ class Evaluation:
         iteration = epoch * self.iters_per_epoch
         self.curve.append({"epoch": epoch, "iteration": iteration, **metrics})
         if self.record_keeper is not None:
-            self.record_keeper.update_records(metrics, iteration, parent_name="accuracies")
+            numbers = {k: v for k, v in metrics.items() if k != QUERY_HITS}
+            self.record_keeper.update_records(numbers, iteration, parent_name="accuracies")
             self.record_keeper.save_records()
         return metrics
 
@@ -1081,7 +1082,8 @@ def image_transforms(cfg):
     --image-size. The training transform adds cfg["augment"]'s augmentation."""
     import torchvision.transforms as T
 
-    dataset, augment = cfg["dataset"], cfg["augment"]
+    dataset = cfg["dataset"]
+    augment = cfg.get("augment") or DEFAULT_AUGMENT[dataset]
     if dataset == "glyphs":
         return augmentation(augment, 32), None
     if dataset not in RESIZED_DATASETS:

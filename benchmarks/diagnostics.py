@@ -52,6 +52,8 @@ class MarginDiagnostics:
         self.entries: List[Dict[str, Any]] = []
         self._near: Optional[torch.Tensor] = None  # (C, C) near[i, j] by tree index
         self._reset_period()
+        # positional arguments only, as PML's trainers call a loss: a hook with kwargs
+        # would put an int-keyed dict on the loss, which PML's record-keeper cannot log
         self.handle = loss.register_forward_hook(self._on_forward)
 
     def _reset_period(self) -> None:
@@ -98,6 +100,7 @@ class MarginDiagnostics:
             far_hinge_share=(self._hinge_far / self._hinge_total if self._hinge_total else None),
         )
         self._reset_period()
+        self._near = None  # nothing is recorded until the next start()
         return entry
 
     def close(self) -> List[Dict[str, Any]]:

@@ -376,6 +376,48 @@ def hierarchy_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
     return buf.getvalue()
 
 
+def diagnostics_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
+    """Per tree (mean over seeds): the median margin of near and far pairs, and the
+    fraction of active triplets with the far negatives' share of the hinge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for loss in cfg["losses"]:
+        mine = [r["diagnostics"] for r in runs if r["loss"] == loss and r.get("diagnostics")]
+        if not mine:
+            continue
+        length = min(len(entries) for entries in mine)
+        its = [e["iteration"] for e in mine[0][:length]]
+
+        def series(key):
+            rows = [[_nan(_flatten(e).get(key)) for e in entries[:length]] for entries in mine]
+            return np.nanmean(np.array(rows, dtype=float), axis=0)
+
+        (line,) = axes[0].plot(its, series("alpha_far_p50"), marker="o", ms=3,
+                               label=f"{titles[loss]}: far")  # fmt: skip
+        axes[0].plot(its, series("alpha_near_p50"), "--", marker="o", ms=3,
+                     color=line.get_color(), label=f"{titles[loss]}: near")  # fmt: skip
+        axes[1].plot(its, series("active_fraction"), marker="o", ms=3, color=line.get_color(),
+                     label=f"{titles[loss]}: active triplets")  # fmt: skip
+        axes[1].plot(its, series("far_hinge_share"), ":", marker="o", ms=3,
+                     color=line.get_color(), label=f"{titles[loss]}: far share")  # fmt: skip
+    axes[0].set_ylabel("median margin alpha (squared units)")
+    axes[1].set_ylabel("fraction")
+    for ax in axes:
+        ax.set_xlabel("iteration (tree built)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"HTL's margins per tree on {cfg['dataset']} (mean over seeds)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
@@ -411,6 +453,8 @@ def write_reports(
         atomic_write(
             os.path.join(out, "convergence.png"), convergence_png(runs, cfg, titles, dashed)
         )
+    if any(r.get("diagnostics") for r in runs):
+        atomic_write(os.path.join(out, "margins.png"), diagnostics_png(runs, cfg, titles))
     if any(r.get("hierarchy") for r in runs):
         atomic_write(os.path.join(out, "hierarchy.png"), hierarchy_png(runs, cfg, titles))
     return markdown

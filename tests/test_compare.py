@@ -76,6 +76,76 @@ def test_end_to_end_outputs(folder_root, tmp_path):
         table.append(line)
     assert "tree s" in table[0] and len({line.count("|") for line in table}) == 1
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["configuration"]["augment"] == "standard"  # the folder data set's default
+    for run in results["runs"]:
+        hits = run["query_hits_at_1"]  # the per-query R@1 hits behind the paired tests
+        assert set(hits) <= {"0", "1"}
+        assert hits.count("1") / len(hits) == pytest.approx(run["final"]["recall_at_1"])
+        assert ("diagnostics" in run) == (run["loss"] == "htl")
+    htl_run = next(r for r in results["runs"] if r["loss"] == "htl")
+    assert [d["iteration"] for d in htl_run["diagnostics"]] == [0, 2]  # a tree per epoch
+    assert all(0 <= d["active_fraction"] <= 1 for d in htl_run["diagnostics"])
+    statistics = results["statistics"]
+    assert statistics["intervals"]["htl"]["recall_at_1"]["n"] == 2
+    (test,) = statistics["tests"]  # triplet against htl, once
+    assert {test["loss"], test["against"]} == {"triplet", "htl"} and test["seeds"] == [0, 1]
+    assert "p_holm" in test["recall_at_1"] and "p_holm" in test["mean_average_precision_at_r"]
+    assert set(statistics["convergence"]["losses"]) == {"triplet", "htl"}
+    assert "## Paired tests" in md and "## HTL's margins per tree" in md
+
+
+@pytest.mark.parametrize("dataset", ["glyphs", "fashion-mnist", "folder"])
+@pytest.mark.parametrize("augment", ["standard", "light", "none"])
+def test_augmentation_choices(dataset, augment):
+    """standard: random resized crops and flips; light: small shifts and rotations;
+    none: the evaluation view. Every data set, shapes kept."""
+    import torchvision.transforms as T
+
+    cfg = {"dataset": dataset, "augment": augment, "image_size": 16}
+    train, evaluate = compare.image_transforms(cfg)
+
+    def parts(transform):
+        if transform is None:
+            return []
+        if isinstance(transform, T.Compose):
+            return [p for t in transform.transforms for p in parts(t)]
+        return [transform]
+
+    kinds = {type(p) for p in parts(train)}
+    assert (T.RandomResizedCrop in kinds) == (augment == "standard")
+    assert (T.RandomHorizontalFlip in kinds) == (augment == "standard")
+    assert (T.RandomAffine in kinds) == (augment == "light")
+    if augment == "light":
+        (affine,) = [p for p in parts(train) if isinstance(p, T.RandomAffine)]
+        assert affine.degrees == [-compare.LIGHT_DEGREES, compare.LIGHT_DEGREES]
+        assert affine.translate == (compare.LIGHT_SHIFT, compare.LIGHT_SHIFT)
+    if augment == "none":
+        assert [type(p) for p in parts(train)] == [type(p) for p in parts(evaluate)]
+    size = {"glyphs": 32, "fashion-mnist": 28, "folder": 16}[dataset]
+    if dataset == "glyphs":
+        image = torch.rand(1, 32, 32)
+        out = image if train is None else train(image)
+    else:
+        side = 28 if dataset == "fashion-mnist" else 20  # folder images are resized to 16
+        pixels = np.random.default_rng(0).integers(0, 255, (side, side, 3), np.uint8)
+        image = Image.fromarray(pixels)
+        out = train(image.convert("L") if dataset == "fashion-mnist" else image)
+    assert out.shape[-2:] == (size, size)
+
+
+def test_augment_default_per_data_set_and_recorded(folder_root):
+    for dataset, expected in (("glyphs", "none"), ("fashion-mnist", "none"), ("cub", "standard")):
+        assert compare.DEFAULT_AUGMENT[dataset] == expected
+    cfg = compare.resolve_config(compare.build_parser().parse_args(["--quick"]))
+    assert cfg["augment"] == "none"
+    light = compare.resolve_config(
+        compare.build_parser().parse_args(["--quick", "--augment", "light"])
+    )
+    assert light["augment"] == "light"
+    # a default augmentation leaves the hash of runs made before the option existed
+    legacy = {k: v for k, v in cfg.items() if k not in ("augment", "tune")}
+    assert compare.config_hash(cfg, "htl") == compare.config_hash(legacy, "htl")
+    assert compare.config_hash(light, "htl") != compare.config_hash(cfg, "htl")
 
 
 def test_training_statistics_row_runs_without_extra_passes(folder_root, tmp_path, monkeypatch):
