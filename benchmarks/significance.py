@@ -52,8 +52,10 @@ def pairwise_tests(runs: List[Dict[str, Any]], losses: Sequence[str]) -> List[Di
                 continue
             mine = [r for r in runs if r["loss"] == loss]
             seeds = {r["seed"] for r in mine} & {r["seed"] for r in ref_runs}
-            if not seeds:
-                continue
+            if not seeds or not all(
+                r["final"].get("mean_average_precision_at_r") is not None for r in mine + ref_runs
+            ):
+                continue  # nothing paired, or runs evaluated without MAP@R
             done.add(pair)
             result = stats.compare_runs(mine, ref_runs)
             tests.append({"loss": loss, "against": reference, **result})

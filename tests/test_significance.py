@@ -333,3 +333,10 @@ def test_tests_markdown_one_row_per_test_from_pairwise_tests():
 
 def test_tests_markdown_empty():
     assert markdown_of([], {}) == ""
+
+
+def test_runs_evaluated_without_map_at_r_are_not_tested():
+    runs = [record("htl", 0, 0.8, 0.4), record("triplet", 0, 0.9, 0.5)]
+    for run in runs:
+        del run["final"]["mean_average_precision_at_r"]
+    assert pairwise_tests(runs, ["htl", "triplet"]) == []
