@@ -291,10 +291,11 @@ def tuning_markdown(tuning, titles: Mapping[str, str]) -> str:
     lines = [
         "\n## Tuning\n",
         f"{budget['trials']} optuna trials per loss (TPE; the first trial is the untuned "
-        f"default), each trained {budget['tune_iters']} iterations on every {budget['folds']}-fold "
-        "split of the training classes into class-disjoint train and validation classes; "
-        "objective: mean validation MAP@R. The test classes are never seen. Every trial is "
-        "in results.json (configuration.tuning).\n",
+        f"default). The training classes are cut into {budget['folds']} class-disjoint folds; "
+        f"a trial trains {budget['tune_iters']} iterations on the other folds' classes and "
+        "validates on each fold's in turn; objective: the mean validation MAP@R (R@1 beside "
+        "it). The test classes are never seen. Every trial is in results.json "
+        "(configuration.tuning).\n",
         "| loss | best trial | validation MAP@R | R@1 | untuned default's MAP@R "
         "| best configuration |",
         "|---|---|---|---|---|---|",
