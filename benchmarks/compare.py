@@ -516,8 +516,8 @@ def run_one(
         (trunk, embedder), splits, calculator, device, cfg, record_keeper, rank, console.bars
     )
     name = f"{loss_name} seed {seed}"
-    epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size)
-    epoch_end.rebuilds = run_options(loss_name, cfg)["rebuild"] == "every_epoch"
+    rebuilds = run_options(loss_name, cfg)["rebuild"] == "every_epoch"
+    epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size, rebuilds)
     if tree_hook is not None and splits.train_superclasses is not None and rank == 0:
         epoch_end.hierarchy = HierarchyTracker(splits.train_labels, splits.train_superclasses)
     if tree_hook is not None and isinstance(loss, HierarchicalTripletLoss) and rank == 0:
@@ -539,9 +539,7 @@ def run_one(
         trainer, cfg["epochs"], evaluation, epoch_end, cfg.get("evaluate_start", True)
     )
     if epoch_end.diagnostics is not None:
-        last = epoch_end.diagnostics.finish()
-        if last is not None:
-            console.say(f"{name}: {describe_diagnostics(last)}")
+        epoch_end.finish_diagnostics_period()
         epoch_end.diagnostics.close()
     if rank != 0:
         return None
@@ -672,7 +670,16 @@ class EpochEnd:
     every eval_every epochs and after the last, report the epoch; under torchrun
     the other ranks wait."""
 
-    def __init__(self, cfg, evaluation: Evaluation, tree_hook, name, console: Console, world_size):
+    def __init__(
+        self,
+        cfg,
+        evaluation: Evaluation,
+        tree_hook,
+        name,
+        console: Console,
+        world_size,
+        rebuilds: bool = True,
+    ):
         self.epochs, self.eval_every = cfg["epochs"], cfg["eval_every"]
         self.evaluation, self.tree_hook = evaluation, tree_hook
         self.world_size = world_size
@@ -684,7 +691,7 @@ class EpochEnd:
         #: HTL's margins, active triplets and far-negative share per tree
         self.diagnostics: Optional[MarginDiagnostics] = None
         #: False: the first tree is kept (the "rebuild": "first" diagnosis)
-        self.rebuilds = True
+        self.rebuilds = rebuilds
         self.bar = console.bar(total=self.epochs, desc=f"{name}: epochs")
         self.epoch_started = time.perf_counter()
 
@@ -707,9 +714,7 @@ class EpochEnd:
         self.tree_hook(trainer)
         self.tree_seconds += time.perf_counter() - start
         if self.diagnostics is not None:
-            finished = self.diagnostics.finish()
-            if finished is not None:
-                self.console.say(f"{self.name}: {describe_diagnostics(finished)}")
+            self.finish_diagnostics_period()
             self.diagnostics.start(self.tree_hook.tree, epoch * self.iters_per_epoch)
         if self.hierarchy is not None:
             from pytorch_metric_learning.utils import common_functions as c_f
@@ -720,6 +725,12 @@ class EpochEnd:
                 epoch * self.iters_per_epoch,
                 lambda labels: c_f.process_label(labels, level, mapper),  # as the hook maps
             )
+
+    def finish_diagnostics_period(self) -> None:
+        """Close the running tree's diagnostics and log them (one line)."""
+        finished = self.diagnostics.finish()
+        if finished is not None:
+            self.console.say(f"{self.name}: {describe_diagnostics(finished)}")
 
     @property
     def measure_seconds(self) -> float:

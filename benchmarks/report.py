@@ -177,10 +177,7 @@ def convergence_png(runs, cfg, titles: Mapping[str, str], dashed: Collection[str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png_bytes(fig)
 
 
 def results_markdown(table, cfg, titles: Mapping[str, str], statistics=None) -> str:
@@ -371,10 +368,7 @@ def hierarchy_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Class tree against the superclasses of {cfg['dataset']}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png_bytes(fig)
 
 
 def diagnostics_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
@@ -413,6 +407,13 @@ def diagnostics_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
         ax.legend(fontsize=6)
     fig.suptitle(f"HTL's margins per tree on {cfg['dataset']} (mean over seeds)")
     fig.tight_layout()
+    return _png_bytes(fig)
+
+
+def _png_bytes(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)

@@ -330,3 +330,23 @@ def naive_violating(emb, labels, ref, ref_labels, tree, beta, kind, same_set, sc
                 if v > 0:
                     found.add((a, p, n))
     return found
+
+
+def write_folder_dataset(root, num_classes, per_class, seed=0):
+    """``num_classes`` folders ``class_NN`` of ``per_class`` noisy 16 x 16 RGB PNGs
+    (a 4 x 4 colour pattern per class): the ``folder`` data set's layout."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(num_classes):
+        os.makedirs(root / f"class_{c:02d}")
+        base = rng.integers(0, 255, (4, 4, 3))
+        for i in range(per_class):
+            img = np.kron(base, np.ones((4, 4, 1))) + rng.normal(0, 20, (16, 16, 3))
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(
+                root / f"class_{c:02d}" / f"{i}.png"
+            )
+    return str(root)

@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from helpers import write_folder_dataset
 from PIL import Image
 
 from benchmarks import compare
@@ -22,17 +23,7 @@ BAR_FRAME = re.compile(r"\d+/\d+ \[|it/s\]|s/it\]")  # tqdm's "3/40 [00:01<00:02
 
 @pytest.fixture(scope="module")
 def folder_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("folder_data")
-    rng = np.random.default_rng(0)
-    for c in range(8):
-        os.makedirs(root / f"class_{c:02d}")
-        base = rng.integers(0, 255, (4, 4, 3))
-        for i in range(6):
-            img = np.kron(base, np.ones((4, 4, 1))) + rng.normal(0, 20, (16, 16, 3))
-            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(
-                root / f"class_{c:02d}" / f"{i}.png"
-            )
-    return str(root)
+    return write_folder_dataset(tmp_path_factory.mktemp("folder_data"), 8, 6)
 
 
 def args_for(folder_root, out, losses=("triplet", "htl"), seeds=("0", "1")):
@@ -409,19 +400,24 @@ def test_config_hash_covers_the_runs_own_settings_only():
     assert compare.config_hash(cfg, "triplet") != compare.config_hash(wider, "triplet")
 
 
-@pytest.mark.parametrize("name", sorted(compare.CHOICE_VARIANTS))
-def test_choice_variants_set_exactly_their_option(name, blob_dataset):
-    """Each open-choice or diagnosis row changes one option of HTL and nothing else."""
-    options = compare.CHOICE_VARIANTS[name]
-    loss, miner, _ = compare.build_loss(name, {"beta": 0.1}, collect_stats=False)
-    cfg = dict(
+def run_cfg(hyperparameters):
+    """What build_sampler, build_tree_hook and run_options read: B = 64, m = t = 4."""
+    return dict(
         batch_size=64,
         classes_per_anchor=4,
         samples_per_class=4,
         iters_per_epoch=2,
         num_workers=0,
-        hyperparameters={name: {"beta": 0.1}, "htl": {"beta": 0.1}},
+        hyperparameters=hyperparameters,
     )
+
+
+@pytest.mark.parametrize("name", sorted(compare.CHOICE_VARIANTS))
+def test_choice_variants_set_exactly_their_option(name, blob_dataset):
+    """Each open-choice or diagnosis row changes one option of HTL and nothing else."""
+    options = compare.CHOICE_VARIANTS[name]
+    loss, miner, _ = compare.build_loss(name, {"beta": 0.1}, collect_stats=False)
+    cfg = run_cfg({name: {"beta": 0.1}, "htl": {"beta": 0.1}})
     sampler = compare.build_sampler(name, 0, cfg, np.repeat(np.arange(40), 5), 1)
     default = compare.build_loss("htl", {"beta": 0.1}, collect_stats=False)[0]
     expected = dict(default.tree_options)
@@ -454,14 +450,7 @@ def test_tuned_htl_options_reach_sampler_hook_and_loss(blob_dataset):
         "classes_per_anchor": 8,
         "samples_per_class": 2,
     }
-    cfg = dict(
-        batch_size=64,
-        classes_per_anchor=4,
-        samples_per_class=4,
-        iters_per_epoch=2,
-        num_workers=0,
-        hyperparameters={"htl": hp},
-    )
+    cfg = run_cfg({"htl": hp})
     loss, _, _ = compare.build_loss("htl", hp, collect_stats=False)
     assert loss.beta == 0.3 and loss.margin_scale == 0.25
     sampler = compare.build_sampler("htl", 0, cfg, np.repeat(np.arange(40), 5), 1)

@@ -178,6 +178,18 @@ def forward(loss, batch):
     return out
 
 
+def period_over_both_batches(tree, m, iteration=0):
+    """A fresh loss with diagnostics (m classes per anchor), one period started at
+    ``iteration`` and both batches forwarded in training mode."""
+    loss = make_loss(tree)
+    diagnostics = MarginDiagnostics(loss, classes_per_anchor=m)
+    diagnostics.start(tree, iteration)
+    batches = _batches()
+    for batch in batches:
+        forward(loss, batch)
+    return diagnostics, batches
+
+
 # ------------------------------------------------------------------ summarise
 def test_summarise_by_hand():
     s = summarise(np.array([4.0, 1.0, 3.0, 2.0]))
@@ -207,12 +219,7 @@ def test_test_data_mix_near_and_far_and_active_and_easy(tree_and_data):
 @pytest.mark.parametrize("m", [3, 4])
 def test_period_matches_naive_loops(tree_and_data, m):
     tree, emb, labels = tree_and_data
-    loss = make_loss(tree)
-    diagnostics = MarginDiagnostics(loss, classes_per_anchor=m)
-    diagnostics.start(tree, iteration=30)
-    batches = _batches()
-    for batch in batches:
-        forward(loss, batch)
+    diagnostics, batches = period_over_both_batches(tree, m, iteration=30)
     entry = diagnostics.finish()
     assert entry is diagnostics.entries[-1]
     assert len(diagnostics.entries) == 1
@@ -237,12 +244,7 @@ def test_period_matches_naive_loops(tree_and_data, m):
 def test_every_class_near_when_m_exceeds_the_classes(tree_and_data):
     """m - 1 >= C - 1: every other class is near, so nothing is far."""
     tree, _, _ = tree_and_data
-    loss = make_loss(tree)
-    diagnostics = MarginDiagnostics(loss, classes_per_anchor=NUM_CLASSES + 4)
-    diagnostics.start(tree, 0)
-    batches = _batches()
-    for batch in batches:
-        forward(loss, batch)
+    diagnostics, batches = period_over_both_batches(tree, NUM_CLASSES + 4)
     entry = diagnostics.finish()
     expected = naive_period(tree, batches, NUM_CLASSES + 4)
     assert expected["alpha_far"] is None and expected["far_hinge_share"] == 0.0
@@ -253,12 +255,7 @@ def test_every_class_near_when_m_exceeds_the_classes(tree_and_data):
 
 def test_no_class_near_when_m_is_one(tree_and_data):
     tree, _, _ = tree_and_data
-    loss = make_loss(tree)
-    diagnostics = MarginDiagnostics(loss, classes_per_anchor=1)
-    diagnostics.start(tree, 0)
-    batches = _batches()
-    for batch in batches:
-        forward(loss, batch)
+    diagnostics, batches = period_over_both_batches(tree, 1)
     entry = diagnostics.finish()
     assert entry["alpha_near"] is None
     assert entry["far_hinge_share"] == pytest.approx(1.0)
@@ -396,12 +393,7 @@ def test_describe_by_hand():
 
 def test_describe_of_a_finished_period(tree_and_data):
     tree, emb, labels = tree_and_data
-    loss = make_loss(tree)
-    diagnostics = MarginDiagnostics(loss, classes_per_anchor=3)
-    diagnostics.start(tree, 12)
-    batches = _batches()
-    for batch in batches:
-        forward(loss, batch)
+    diagnostics, batches = period_over_both_batches(tree, 3, iteration=12)
     line = describe(diagnostics.close()[-1])
     expected = naive_period(tree, batches, 3)
     d0 = RefTree(emb.numpy(), labels.numpy(), 16).d0

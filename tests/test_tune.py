@@ -2,13 +2,12 @@
 equal trials per loss, the best configuration retrained, and a killed search resumed."""
 
 import json
-import os
 
 import numpy as np
 import optuna
 import pytest
 import torch
-from PIL import Image
+from helpers import write_folder_dataset
 
 from benchmarks import compare, tune
 from benchmarks.data import DataSplits
@@ -169,17 +168,7 @@ def test_htl_search_space_keeps_m_t_within_the_batch():
 @pytest.fixture(scope="module")
 def folder16(tmp_path_factory):
     """16 classes of 16 x 16 images: the first 8 (sorted names) train, the rest test."""
-    root = tmp_path_factory.mktemp("folder16")
-    rng = np.random.default_rng(0)
-    for c in range(16):
-        os.makedirs(root / f"class_{c:02d}")
-        base = rng.integers(0, 255, (4, 4, 3))
-        for i in range(5):
-            img = np.kron(base, np.ones((4, 4, 1))) + rng.normal(0, 20, (16, 16, 3))
-            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(
-                root / f"class_{c:02d}" / f"{i}.png"
-            )
-    return str(root)
+    return write_folder_dataset(tmp_path_factory.mktemp("folder16"), 16, 5)
 
 
 def tiny_args(root, out, *extra):
