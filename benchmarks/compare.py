@@ -1143,7 +1143,7 @@ def check_classes_per_batch(cfg, train_labels) -> None:
 
 
 def describe_environment(device: torch.device) -> Dict[str, Any]:
-    from pml_htl.utils.faiss_device import describe_knn
+    from benchmarks.evaluation.faiss_device import describe_knn
 
     return {
         "versions": package_versions(),
@@ -1184,7 +1184,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 def run_all(cfg, console: Console, rank: int, world_size: int) -> List[Dict[str, Any]]:
     """Every (loss, seed) run not finished yet, and the reports after each."""
-    from pml_htl import make_accuracy_calculator
+    from benchmarks.evaluation.accuracy import make_accuracy_calculator
 
     device = torch.device(cfg["device"])
     splits = load_splits(cfg, console.bars)

@@ -92,7 +92,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "$DRY_RUN" = 1 ]; then
     DEVICE=cpu
-    PYTEST_ARGS=${PML_HTL_CHECK_PYTEST_ARGS:--q -x tests/test_faiss_device.py}
+    PYTEST_ARGS=${PML_HTL_CHECK_PYTEST_ARGS:--q -x tests/benchmarks/test_faiss_device.py}
     PERF_ARGS=(--device cpu --quick --repeats 1)
     COMPARE_ARGS=(--quick --device cpu --losses htl --epochs 1 --iters-per-epoch 1
         --batch-size 16 --glyph-samples 4 --embedding-size 8)

@@ -77,7 +77,7 @@ def environment() -> Dict[str, str]:
     info["faiss"] = _version("faiss")
     if not info["faiss"].startswith("not importable"):
         try:
-            from pml_htl.utils.faiss_device import faiss_gpu_count
+            from benchmarks.evaluation.faiss_device import faiss_gpu_count
 
             gpus = faiss_gpu_count()
             info["faiss"] += (

@@ -6,8 +6,7 @@ anchor-neighbour batches from ``AnchorNeighborSampler``
 ``TreeRebuildHook`` that rebuilds the class tree from the current model before
 the first epoch and before every following one (``hook.rebuild(model)``) and
 hands it to the loss and the sampler. At the end the model embeds unseen
-classes and ``make_accuracy_calculator`` (PML's ``AccuracyCalculator`` plus
-Recall@K) scores them.
+classes and Recall@K scores them (``examples/recall.py``).
 
 The data are generated (Gaussian blobs around super-class centres); any data
 set of ``(data, label)`` items works, its ``.labels`` listing the labels.
@@ -22,10 +21,10 @@ import argparse
 import logging
 
 import torch
+from recall import recall_at_k
 from torch.utils.data import DataLoader, TensorDataset
 
 from pml_htl import losses, samplers, tree_hooks
-from pml_htl.utils.accuracy_calculator import make_accuracy_calculator
 
 
 def make_data(num_classes, per_class, dim, seed=0):
@@ -90,11 +89,10 @@ def main():
             total += loss.item()
         print(f"epoch {epoch + 1}: mean loss {total / len(loader):.4f}")
 
-    calculator = make_accuracy_calculator(device=device)
     embeddings, labels = embed(model, test_set, device)
-    accuracies = calculator.get_accuracy(embeddings, labels)  # query = reference
-    recalls = (f"R@{k} {accuracies[f'recall_at_{k}']:.3f}" for k in (1, 2, 4, 8))
-    print("test (unseen classes): " + ", ".join(recalls))
+    recalls = recall_at_k(embeddings, labels)  # query = reference
+    shown = ", ".join(f"R@{k} {r:.3f}" for k, r in recalls.items())
+    print(f"test (unseen classes): {shown}")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_dry_run_writes_the_report(tmp_path):
         "--dry-run",
         "--out",
         "sub/report.md",
-        PML_HTL_CHECK_PYTEST_ARGS="-q -x tests/test_faiss_device.py -k gpu_count",
+        PML_HTL_CHECK_PYTEST_ARGS="-q -x tests/benchmarks/test_faiss_device.py -k gpu_count",
         PML_HTL_CHECK_TIMEOUT_ENVIRONMENT="60",  # imports torch: slow on a busy CPU
         # perf.py --quick and compare.py take minutes on a CPU: cut them short,
         # which also exercises the time limits

@@ -1,15 +1,13 @@
-"""The package's shape: one direction of imports, and PML's import lines working
-with pml_htl in place of pytorch_metric_learning."""
+"""The package's shape: one direction of imports, only the plugin, and PML's
+losses, miners and samplers behind pml_htl's import line."""
 
 import ast
 import importlib
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import pytorch_metric_learning
 
 import pml_htl
 
@@ -74,12 +72,8 @@ def test_tree_depends_on_nothing_above_it():
             assert not above, f"{module} imports {above}"
 
 
-def pml_modules():
-    """Every module of pytorch_metric_learning, by name."""
-    names = []
-    for info in pkgutil.walk_packages(pytorch_metric_learning.__path__, "pytorch_metric_learning."):
-        names.append(info.name)
-    return names
+#: The PML packages that pml_htl extends with HTL's members.
+EXTENDED = ("losses", "miners", "samplers")
 
 
 def stands_in(ours, pml) -> bool:
@@ -92,65 +86,91 @@ def stands_in(ours, pml) -> bool:
     return isinstance(pml, type(sys)) and ours.__name__.startswith("pml_htl.")
 
 
-@pytest.mark.parametrize("pml_name", pml_modules())
-def test_every_pml_module_has_a_pml_htl_stand_in(pml_name):
-    """``pytorch_metric_learning.X.Y`` -> ``pml_htl.X.Y`` gives PML's names, and
-    the very same objects (one LpDistance class, one COLLECT_STATS flag)."""
-    try:
-        pml = importlib.import_module(pml_name)
-    except ImportError as e:  # e.g. a data set module without its optional dependency
-        pytest.skip(f"{pml_name} does not import here: {e}")
-    ours = importlib.import_module(pml_name.replace("pytorch_metric_learning", "pml_htl", 1))
+@pytest.mark.parametrize("package", EXTENDED)
+def test_losses_miners_and_samplers_hold_pml_members_plus_htl(package):
+    """``from pml_htl import losses`` gives PML's names, the very same objects."""
+    pml = importlib.import_module(f"pytorch_metric_learning.{package}")
+    ours = importlib.import_module(f"pml_htl.{package}")
     public = [n for n in dir(pml) if not n.startswith("_")]
     missing = [n for n in public if not hasattr(ours, n)]
     assert not missing, f"{ours.__name__} lacks {missing}"
     different = [n for n in public if not stands_in(getattr(ours, n), getattr(pml, n))]
     assert not different, f"{ours.__name__} holds other objects for {different}"
+    htl = {"losses": "HierarchicalTripletLoss", "miners": "HierarchicalTripletMiner"}
+    htl["samplers"] = "AnchorNeighborSampler"
+    assert getattr(ours, htl[package]) is getattr(pml_htl, htl[package])
+
+
+@pytest.mark.parametrize(
+    "name", ["distances", "reducers", "regularizers", "testers", "trainers", "utils", "datasets"]
+)
+def test_no_other_pml_module_is_mirrored(name):
+    assert not hasattr(pml_htl, name)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"pml_htl.{name}")
+
+
+def test_there_is_no_hooks_module():
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("pml_htl.hooks")
 
 
 PML_SCRIPT = """
-from pytorch_metric_learning import distances, losses, miners, reducers, regularizers
-from pytorch_metric_learning import samplers, testers, trainers
-from pytorch_metric_learning.utils import common_functions as c_f
-from pytorch_metric_learning.utils import logging_presets
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-import pytorch_metric_learning.utils.loss_and_miner_utils as lmu
+from pytorch_metric_learning import losses, miners, samplers
+from pytorch_metric_learning import distances, reducers
 import torch
 
-c_f.COLLECT_STATS = True
 loss_func = losses.TripletMarginLoss(
-    distance=distances.CosineSimilarity(),
-    reducer=reducers.ThresholdReducer(low=0),
-    embedding_regularizer=regularizers.LpRegularizer(),
+    distance=distances.CosineSimilarity(), reducer=reducers.ThresholdReducer(low=0)
 )
 miner = miners.MultiSimilarityMiner(epsilon=0.2)
 x, y = torch.randn(16, 8, requires_grad=True), torch.arange(4).repeat(4)
 loss_func(x, y, miner(x, y)).backward()
-assert loss_func.collect_stats  # the flag set through c_f reached PML's loss
 sampler = samplers.MPerClassSampler(y, m=2, length_before_new_iter=16)
-assert callable(trainers.MetricLossOnly) and callable(testers.GlobalEmbeddingSpaceTester)
-assert callable(logging_presets.HookContainer) and callable(lmu.get_all_pairs_indices)
-calc = AccuracyCalculator(include=("precision_at_1",), k=1, knn_func=None)
 print("ok")
 """
 
 
-def test_a_pml_script_runs_with_pml_htl_in_its_import_lines(tmp_path):
-    script = tmp_path / "script.py"
-    script.write_text(PML_SCRIPT.replace("pytorch_metric_learning", "pml_htl"))
-    assert "pytorch_metric_learning" not in script.read_text()
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_a_pml_script_runs_with_the_import_line_swapped():
+    script = PML_SCRIPT.replace(
+        "from pytorch_metric_learning import losses, miners, samplers",
+        "from pml_htl import losses, miners, samplers",
     )
+    assert "from pml_htl import losses" in script
+    done = run_python(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")
 
 
-def test_the_old_hooks_module_still_imports_with_a_deprecation_warning():
-    sys.modules.pop("pml_htl.hooks", None)
-    with pytest.warns(FutureWarning, match="tree_hooks"):
-        hooks = importlib.import_module("pml_htl.hooks")
-    assert hooks.TreeRebuildHook is pml_htl.TreeRebuildHook
+def test_import_pml_htl_loads_neither_matplotlib_nor_faiss_nor_the_benchmark():
+    done = run_python(
+        "import sys, pml_htl\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('matplotlib', 'faiss', 'fontTools', 'benchmarks', 'sklearn')))"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_import_pml_htl_registers_no_module_under_another_name():
+    """No pml_htl name in sys.modules holds another module, and no PML module is
+    registered under a name other than its own."""
+    done = run_python(
+        "import sys\n"
+        "import pml_htl\n"
+        "from pml_htl import losses, miners, samplers, tree, tree_hooks\n"
+        "samplers.MPerClassSampler  # PML's samplers, imported on first use\n"
+        "ours = ('pml_htl', 'pytorch_metric_learning')\n"
+        "print(sorted(k for k, m in list(sys.modules.items()) if m is not None and "
+        "(k.split('.')[0] in ours or getattr(m, '__name__', '').split('.')[0] in ours) "
+        "and getattr(m, '__name__', k) != k))"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_pml_htl_has_no_hooks_attribute_that_shadows_pml_idiom():
@@ -163,7 +183,7 @@ def test_no_test_file_imports_another_test_file():
     """Shared data and references live in tests/helpers.py, so a test file can be
     read, run and deleted on its own."""
     offenders = []
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = (
                 [node.module or ""]

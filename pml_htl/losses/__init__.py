@@ -5,8 +5,5 @@
 
 from pytorch_metric_learning.losses import *  # noqa: F401,F403
 
-from .._pml_aliases import register_submodules
 from .cross_batch_memory import CrossBatchMemory  # noqa: F401
 from .hierarchical_triplet_loss import HierarchicalTripletLoss  # noqa: F401
-
-register_submodules(__name__, "pytorch_metric_learning.losses")

@@ -86,7 +86,7 @@ def faiss_kmeans(device: Device, **kwargs) -> FaissKMeans:
 
 
 def describe_knn(device: Device) -> str:
-    """Where :func:`~pml_htl.utils.accuracy_calculator.make_accuracy_calculator`'s
+    """Where :func:`~benchmarks.evaluation.accuracy.make_accuracy_calculator`'s
     k-NN runs for embeddings on ``device``, in words (for logs and reports)."""
     if not faiss_available():
         return "torch (faiss not installed)"

@@ -1,13 +1,13 @@
 """The glyph data set's generator: renders the characters from the TrueType
 fonts inside matplotlib's wheel and builds the arrays that
-:class:`~pml_htl.datasets.glyphs.GlyphDataset` loads (and caches).
+:class:`~benchmarks.data.glyphs.dataset.GlyphDataset` loads (and caches).
 
 Needs matplotlib (the fonts), fontTools, Pillow and SciPy, the ``glyphs``
 extra: ``pip install 'pml_htl[glyphs]'``. Nothing is downloaded.
 
 Every class is one character (a Unicode code point); every instance is that
 character drawn in one of the usable text fonts
-(:data:`~pml_htl.datasets.glyphs.FONT_FILES`: DejaVu Sans/Serif/Sans Mono in
+(:data:`~benchmarks.data.glyphs.dataset.FONT_FILES`: DejaVu Sans/Serif/Sans Mono in
 4 styles, STIXGeneral in 4 styles and the Computer Modern fonts cmr10,
 cmb10, cmss10, cmti10, cmtt10, cmmi10) and then randomly augmented (affine
 jitter, stroke width, blur, contrast, noise). The superclass of a character
@@ -51,7 +51,7 @@ that order; ``num_classes`` keeps the first classes of the order.
 
 A build takes a few seconds to well under a minute and is bit-identical run
 to run on a given installation (same fonts, FreeType, NumPy and SciPy).
-Bump :data:`~pml_htl.datasets.glyphs.GLYPHS_VERSION` whenever a change here
+Bump :data:`~benchmarks.data.glyphs.dataset.GLYPHS_VERSION` whenever a change here
 alters the arrays.
 """
 
@@ -64,8 +64,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._logging import show_progress
-from .glyph_files import FONT_FILES, _check_params, _font_paths, _needs_glyphs_extra
+from pml_htl._logging import show_progress
+
+from .files import FONT_FILES, _check_params, _font_paths, _needs_glyphs_extra
 
 try:
     import matplotlib  # noqa: F401  (its wheel holds the fonts)

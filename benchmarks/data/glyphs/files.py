@@ -1,7 +1,7 @@
 """Where glyph builds live: the font files, the cache key and the cache files.
 
-Shared by :mod:`~pml_htl.datasets.glyphs` (which reads builds) and
-:mod:`~pml_htl.datasets.glyph_generator` (which makes them); it imports
+Shared by :mod:`~benchmarks.data.glyphs.dataset` (which reads builds) and
+:mod:`~benchmarks.data.glyphs.generator` (which makes them); it imports
 neither. Cache: one ``.npz`` per build in ``$PML_HTL_CACHE/glyphs`` (default
 ``~/.cache/pml_htl/glyphs``), keyed by the build parameters,
 :data:`GLYPHS_VERSION`, the font files and the versions of FreeType, Pillow,

@@ -1,4 +1,4 @@
-"""Recall@K of pml_htl.utils.accuracy_calculator against hand-computed examples."""
+"""Recall@K of benchmarks.evaluation.accuracy against hand-computed examples."""
 
 import math
 import sys
@@ -10,7 +10,7 @@ from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 
-from pml_htl.utils.accuracy_calculator import (
+from benchmarks.evaluation.accuracy import (
     RecallAtKAccuracyCalculator,
     faiss_available,
     make_accuracy_calculator,

@@ -2,12 +2,12 @@
 
 The data set is characters of seven scripts drawn in the fonts inside
 matplotlib's wheel, with the script as superclass; how it is generated is
-:mod:`pml_htl.datasets.glyph_generator`'s business. This module finds a
+:mod:`benchmarks.data.glyphs.generator`'s business. This module finds a
 build in the cache and loads it, and imports the generator only on a cache
 miss, so reading a cached build needs only NumPy and torch; building one
 needs the ``glyphs`` extra (matplotlib, fontTools, Pillow, SciPy).
 
-Where builds are cached and how they are keyed: :mod:`~pml_htl.datasets.glyph_files`.
+Where builds are cached and how they are keyed: :mod:`~benchmarks.data.glyphs.files`.
 Without the extra (no full key, no build) the newest cached build with the
 same parameters is read as it is.
 
@@ -25,7 +25,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .glyph_files import (
+from .files import (
     FONT_FILES,
     GLYPHS_VERSION,
     _cache_key,
@@ -56,9 +56,9 @@ def build_glyph_arrays(
     verbose: bool = True,
 ) -> Dict[str, np.ndarray]:
     """Generate the arrays without the cache: imports the generator and calls
-    :func:`pml_htl.datasets.glyph_generator.build_glyph_arrays`. Needs the
+    :func:`benchmarks.data.glyphs.generator.build_glyph_arrays`. Needs the
     ``glyphs`` extra."""
-    from .glyph_generator import build_glyph_arrays as build
+    from .generator import build_glyph_arrays as build
 
     return build(samples_per_class, image_size, seed, num_classes, verbose)
 
@@ -85,7 +85,7 @@ def load_glyph_arrays(
         found = _read(path)
         if found is not None and found[0] == key:
             return found[1], path
-        from . import glyph_generator  # noqa: F401  (a miss needs it: fail before building)
+        from . import generator  # noqa: F401  (a miss needs it: fail before building)
     except ImportError:
         found = _read_any_build(root, *params)
         if found is None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from benchmarks.verification import IndexedPairs
 
 DATASETS = ("glyphs", "cub", "cars196", "sop", "inshop", "folder", "fashion-mnist", "faces")
@@ -87,6 +88,8 @@ class PathDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
+        from PIL import Image  # the glyph data set is read without Pillow
+
         with Image.open(self.paths[i]) as img:
             img = img.convert(self.mode)
         return (self.transform(img) if self.transform else img), int(self.labels[i])
@@ -104,6 +107,8 @@ class ArrayDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
+        from PIL import Image
+
         img = Image.fromarray(self.images[i], mode="L")
         return (self.transform(img) if self.transform else img), int(self.labels[i])
 
@@ -362,7 +367,7 @@ def _fashion_mnist(data_root: str, train_tf, eval_tf) -> DataSplits:
 
 
 def _glyphs(train_tf, eval_tf, samples_per_class: int, progress: bool) -> DataSplits:
-    from pml_htl.datasets import GlyphDataset
+    from benchmarks.data.glyphs import GlyphDataset
 
     kw = dict(samples_per_class=samples_per_class, seed=GLYPH_SEED, verbose=progress)
     train = GlyphDataset(split="train", **kw)

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import pml_htl
-from pml_htl.datasets import GlyphDataset, default_cache_dir, glyph_files
-from pml_htl.datasets import glyph_generator as gen
-from pml_htl.datasets import glyphs as G
+from benchmarks.data.glyphs import GlyphDataset, default_cache_dir
+from benchmarks.data.glyphs import dataset as G
+from benchmarks.data.glyphs import files as glyph_files
+from benchmarks.data.glyphs import generator as gen
 
 SPC = 3  # samples per class: small, to keep the tests fast
 
@@ -305,10 +306,10 @@ def test_glyphs_module_imports_without_the_generator_dependencies():
     out = _python(
         """
         import pml_htl
-        from pml_htl.datasets import (
-            GlyphDataset, build_glyph_arrays, default_cache_dir, load_glyph_arrays, glyphs
+        from benchmarks.data.glyphs import (
+            GlyphDataset, build_glyph_arrays, default_cache_dir, load_glyph_arrays, dataset
         )
-        assert "pml_htl.datasets.glyph_generator" not in sys.modules
+        assert "benchmarks.data.glyphs.generator" not in sys.modules
         print("imported")
         """,
         ("matplotlib", "PIL", "fontTools"),
@@ -324,7 +325,7 @@ def test_without_the_extra_a_cached_build_loads_and_a_build_names_the_extra(
     out = _python(
         f"""
         import hashlib, json
-        from pml_htl.datasets import GlyphDataset, build_glyph_arrays
+        from benchmarks.data.glyphs import GlyphDataset, build_glyph_arrays
         d = GlyphDataset({root!r}, split="all", samples_per_class={SPC}, verbose=False)
         errors = []
         for build in (

@@ -8,11 +8,11 @@ import torch
 from pytorch_metric_learning.utils import inference
 from pytorch_metric_learning.utils.inference import FaissKMeans, FaissKNN
 
-from pml_htl.utils.accuracy_calculator import (
+from benchmarks.evaluation.accuracy import (
     RecallAtKAccuracyCalculator,
     make_accuracy_calculator,
 )
-from pml_htl.utils.faiss_device import (
+from benchmarks.evaluation.faiss_device import (
     describe_knn,
     faiss_gpu_count,
     faiss_kmeans,
