@@ -23,11 +23,15 @@ EAGER_CHECKS_ENV = "PML_HTL_EAGER_CHECKS"
 
 
 def syncs_are_costly(device: torch.device) -> bool:
-    """True where a read-back synchronises the host with the device (CUDA)."""
-    return device.type == "cuda"
+    """True where a read-back synchronises the host with the device (CUDA), and
+    while torch.compile traces (a read-back is a graph break there)."""
+    return device.type == "cuda" or torch.compiler.is_compiling()
 
 
 def device_side_checks(device: torch.device) -> bool:
     """True where the per-call value checks of the loss and the miner run as
-    asynchronous device-side asserts: on CUDA, unless PML_HTL_EAGER_CHECKS=1."""
+    asynchronous device-side asserts: on CUDA, unless PML_HTL_EAGER_CHECKS=1, and
+    while torch.compile traces."""
+    if torch.compiler.is_compiling():
+        return True
     return syncs_are_costly(device) and os.environ.get(EAGER_CHECKS_ENV, "0").strip() != "1"

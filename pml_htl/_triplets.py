@@ -194,8 +194,9 @@ class AllTripletHingeSum(torch.autograd.Function):
             u_top, u_pos, v, c = ranked_active_counts(
                 d, offsets[rows], positive_mask[rows], negative_mask[rows], sign, P
             )
-            top_sums = torch.zeros(u_top.shape[0], P + 1, dtype=d.dtype, device=d.device)
-            torch.cumsum(torch.where(torch.isfinite(u_top), u_top, 0), 1, out=top_sums[:, 1:])
+            # top_sums[:, r]: the sum of the r largest u (a 0 column first)
+            finite_top = torch.where(torch.isfinite(u_top), u_top, 0)
+            top_sums = torch.nn.functional.pad(torch.cumsum(finite_top, 1), (1, 0))
             terms = torch.where(c > 0, c * v + top_sums.gather(1, c), 0)
             total += terms.sum(dtype=torch.float64)
             active += c.sum()
