@@ -17,8 +17,8 @@ from helpers import assert_statistics_match, loop_statistics
 from pytorch_metric_learning.utils import distributed as pml_dist
 
 from pml_htl import ClassStatistics, HierarchicalClassTree, losses, samplers, tree_hooks
-from pml_htl.losses import hierarchical_triplet_loss as htl_module
 from pml_htl.tree import RebuildSchedule
+from pml_htl.tree import builder as builder_module
 from pml_htl.tree import distributed as htl_dist
 
 WORLD = 2
@@ -76,7 +76,7 @@ def drop_in_auto_schedule(rank):
     every build 1 s: gaps of 1 / (0.25 x 1) = 4 and 1 / (0.25 x 0.5) = 8
     iterations. Returns the iterations that built a tree and the gap kept."""
     clock = FakeClock()
-    real = htl_module.HierarchicalClassTree
+    real = builder_module.HierarchicalClassTree
 
     def slow_build(statistics, **options):
         clock.now += 1.0
@@ -87,7 +87,7 @@ def drop_in_auto_schedule(rank):
     wrapped = pml_dist.DistributedLossWrapper(loss, efficient=True)
     g = torch.Generator().manual_seed(200 + rank)
     built = []
-    htl_module.HierarchicalClassTree = slow_build
+    builder_module.HierarchicalClassTree = slow_build
     try:
         for iteration in range(1, 13):
             clock.now += 1.0 if rank == 0 else 0.5
@@ -96,7 +96,7 @@ def drop_in_auto_schedule(rank):
             if loss.tree is not before:
                 built.append(iteration)
     finally:
-        htl_module.HierarchicalClassTree = real
+        builder_module.HierarchicalClassTree = real
     return built, loss.state_dict()["_extra_state"]["schedule"]["gap"].item()
 
 

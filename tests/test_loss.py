@@ -28,6 +28,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from pml_htl import HierarchicalClassTree, WiringWarning, _triplets, losses
 from pml_htl.losses import hierarchical_triplet_loss as htl_module
 from pml_htl.tree import RebuildSchedule
+from pml_htl.tree import builder as builder_module
 
 
 @pytest.fixture(scope="module")
@@ -469,13 +470,13 @@ class FakeClock:
 def slow_builds(monkeypatch, clock, seconds_per_class_count):
     """Every tree the loss builds advances ``clock`` by the seconds given for its
     number of classes."""
-    real = htl_module.HierarchicalClassTree
+    real = builder_module.HierarchicalClassTree
 
     def build(statistics, **options):
         clock.now += seconds_per_class_count[statistics.num_classes]
         return real(statistics, **options)
 
-    monkeypatch.setattr(htl_module, "HierarchicalClassTree", build)
+    monkeypatch.setattr(builder_module, "HierarchicalClassTree", build)
 
 
 def train_and_watch(loss_fn, clock, batches, start=1, step_seconds=0.5):

@@ -12,6 +12,7 @@ from pytorch_metric_learning import trainers
 from pytorch_metric_learning.utils import common_functions as c_f
 
 from pml_htl import HierarchicalClassTree, losses, miners, samplers, tree_hooks
+from pml_htl.tree import TreeConsumerMixin
 
 logging.getLogger("PML").setLevel(logging.WARNING)
 
@@ -206,10 +207,10 @@ def test_saved_and_restored_loss_keeps_the_gathered_statistics(blob_dataset, tmp
     assert torch.equal(got.level_assignments, want.level_assignments)
 
 
-class RefusingConsumer:
+class RefusingConsumer(TreeConsumerMixin):
     tree = None
 
-    def update_tree(self, tree):
+    def update_tree(self, tree, label_fn=None):
         if self.tree is not None:
             raise RuntimeError("consumer refused the tree")
         self.tree = tree

@@ -9,6 +9,7 @@ import torch
 from pytorch_metric_learning import trainers
 
 from pml_htl import ClassStatistics, HierarchicalClassTree, losses, miners, samplers, tree_hooks
+from pml_htl.tree import TreeConsumerMixin
 
 logging.getLogger("PML").setLevel(logging.WARNING)
 
@@ -186,13 +187,13 @@ def test_rebuild_restores_every_submodule_mode(blob_dataset):
     assert after == before
 
 
-class RefusingConsumer:
+class RefusingConsumer(TreeConsumerMixin):
     """Takes trees until told to refuse them."""
 
     tree = None
     refuse = False
 
-    def update_tree(self, tree):
+    def update_tree(self, tree, label_fn=None):
         if self.refuse:
             raise RuntimeError("consumer refused the tree")
         self.tree = tree

@@ -8,6 +8,7 @@ import torch
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.miners import BaseMiner
 
+from .._compat import DefaultDistanceNames, record_attributes, reference_set, triplet_indices
 from .._hinge import check_distance, hinge_terms
 from .._logging import warn_once
 from .._triplets import same_class_masks, violating_triplets
@@ -17,10 +18,17 @@ from .._validation import (
     check_metric_inputs,
     check_positive_int,
 )
-from ..tree import MAX_SQUARED_DISTANCE, HierarchicalClassTree, TreeConsumerMixin, check_tree
+from ..tree import (
+    MAX_SQUARED_DISTANCE,
+    HierarchicalClassTree,
+    TreeConsumer,
+    TreeConsumerMixin,
+    TreeRequirements,
+    check_tree,
+)
 
 
-class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
+class HierarchicalTripletMiner(DefaultDistanceNames, TreeConsumerMixin, BaseMiner):
     """Returns the (a, p, n) triplets with D(a, p) - D(a, n) + alpha > 0.
 
     alpha = beta + lambda (d_H(y_a, y_n) - s_{y_a}) comes from the same class tree as
@@ -61,9 +69,9 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         if tree_source is not None:
             if tree is not None:
                 raise ValueError("give tree or tree_source, not both")
-            if not hasattr(tree_source, "tree"):
+            if not isinstance(tree_source, TreeConsumer):
                 raise TypeError(
-                    "tree_source must have a .tree attribute (e.g. a HierarchicalTripletLoss), "
+                    "tree_source must be a tree consumer (e.g. a HierarchicalTripletLoss), "
                     f"got {type(tree_source).__name__}"
                 )
         # a plain attribute, not a submodule: the loss keeps its own state_dict
@@ -71,10 +79,13 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         self.beta = check_beta(beta, MAX_SQUARED_DISTANCE)
         self.margin_scale = check_margin_scale(margin_scale)
         self.max_elements = check_positive_int(max_elements, "max_elements")
-        self.add_to_recordable_attributes(list_of_names=["beta", "margin_scale"], is_stat=False)
+        record_attributes(self, ["beta", "margin_scale"], is_stat=False)
 
-    def get_default_distance(self):
+    def htl_default_distance(self):
         return LpDistance(p=2, power=2, normalize_embeddings=True)
+
+    def requirements(self) -> TreeRequirements:
+        return TreeRequirements(normalize=bool(self.distance.normalize_embeddings))
 
     def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
         check_metric_inputs(embeddings, labels, ref_emb, ref_labels)
@@ -97,10 +108,10 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
         return None if tree is None else tree.to(device)
 
     def mine(self, embeddings, labels, ref_emb, ref_labels):
+        ref_emb, ref_labels, remove_self = reference_set(embeddings, labels, ref_emb, ref_labels)
         empty = torch.zeros(0, dtype=torch.long, device=labels.device)
         if embeddings.shape[0] == 0 or ref_emb.shape[0] == 0:
-            return empty, empty.clone(), empty.clone()
-        remove_self = ref_labels is labels
+            return triplet_indices(empty, empty.clone(), empty.clone())
         tree = self.current_tree(embeddings.device)
         # a followed loss in drop-in mode has no statistics for some classes yet
         allow_unknown = self.tree_source is not None
@@ -116,4 +127,5 @@ class HierarchicalTripletMiner(TreeConsumerMixin, BaseMiner):
             self.margin_scale,
         )
         positive, negative = same_class_masks(labels, ref_labels, remove_self)
-        return violating_triplets(dist, offsets, positive, negative, sign, self.max_elements)
+        found = violating_triplets(dist, offsets, positive, negative, sign, self.max_elements)
+        return triplet_indices(*found)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from torch.utils.data import Sampler
 
 from .._logging import warn_once
 from .._validation import check_positive_int
-from ..tree import HierarchicalClassTree, check_tree
+from ..tree import HierarchicalClassTree, LabelFn, TreeBuilder, TreeRequirements, check_tree
 from ..tree.distributed import world
 
 
@@ -127,12 +127,18 @@ class AnchorNeighborSampler(Sampler[int]):
         if tree is not None:
             self.update_tree(tree)
 
+    def requirements(self) -> TreeRequirements:
+        """Its batches are whole only at ``batch_size`` (l' m t)."""
+        return TreeRequirements(batch_size=self.batch_size)
+
+    def attach(self, builder: Optional[TreeBuilder]) -> None:
+        self.awaits_hook_tree = True
+
     def update_tree(
-        self,
-        tree: HierarchicalClassTree,
-        label_fn: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+        self, tree: Optional[HierarchicalClassTree], label_fn: Optional[LabelFn] = None
     ) -> None:
-        """Take each class's nearest classes at level 0 from ``tree``.
+        """Take each class's nearest classes at level 0 from ``tree`` (None:
+        back to random classes per batch).
 
         Args:
             tree: the class tree.
@@ -142,7 +148,8 @@ class AnchorNeighborSampler(Sampler[int]):
         """
         check_tree(tree)
         if tree is None:
-            raise TypeError("tree must be a HierarchicalClassTree, got None")
+            self.neighbors, self.tree = None, None
+            return
         tree_classes = self.classes
         if label_fn is not None:
             tree_classes = _labels_as_numpy(label_fn(self.classes))
@@ -160,7 +167,7 @@ class AnchorNeighborSampler(Sampler[int]):
 
     def clear_tree(self) -> None:
         """Forget the tree: back to random classes per batch."""
-        self.neighbors, self.tree = None, None
+        self.update_tree(None)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the pass whose batches the next ``__iter__`` yields (with ``seed``)."""

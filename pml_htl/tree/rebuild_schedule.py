@@ -30,6 +30,14 @@ def check_tree_update_interval(value) -> Optional[Union[int, str, "RebuildSchedu
     return check_positive_int(value, "tree_update_interval")
 
 
+def schedule_for(interval: Union[int, str, "RebuildSchedule"]) -> "RebuildSchedule":
+    """A schedule of its own for a checked ``tree_update_interval`` (never
+    None): a given schedule's settings are copied, so losses never share one."""
+    if isinstance(interval, RebuildSchedule):
+        return interval.fresh()
+    return RebuildSchedule(interval)
+
+
 class RebuildSchedule:
     """The iterations at which drop-in mode builds its tree.
 

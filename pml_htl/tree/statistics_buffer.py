@@ -72,6 +72,11 @@ class StatisticsBuffer:
         self._labels[self._queued : self._queued + n] = labels
         self._queued += n
 
+    def __getstate__(self):
+        """Pickle and deepcopy carry the statistics, not the scratch rows."""
+        self.flush()
+        return dict(self.__dict__, _rows=None, _labels=None)
+
     def flush(self) -> ClassStatistics:
         """Add everything queued and return the statistics."""
         if not self._queued:
