@@ -36,7 +36,9 @@ def check_labels(labels, name: str = "labels") -> None:
     if labels.ndim != 1:
         raise ValueError(f"{name} must be 1-D of shape (N,), got shape {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integers, got dtype {labels.dtype}")
+        raise TypeError(
+            f"{name} must hold integer class labels, got dtype {labels.dtype}: pass {name}.long()"
+        )
 
 
 def check_embeddings(embeddings, name: str = "embeddings", asynchronous: bool = False) -> None:

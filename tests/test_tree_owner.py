@@ -292,3 +292,23 @@ def test_a_loss_restored_from_its_builder_state_matches_the_formula():
     loss.eval()
     want = naive_mean(emb, labels, naive_triplets(labels), ref_tree, 0.1)
     torch.testing.assert_close(loss(emb, labels), want, rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------- float labels
+def test_float_labels_are_refused_with_the_fix():
+    x = torch.randn(8, 4)
+    labels = torch.arange(4).repeat(2).float()  # PML's own losses accept these
+    with pytest.raises(TypeError, match=r"integer class labels.*labels\.long\(\)"):
+        losses.HierarchicalTripletLoss()(x, labels)
+    with pytest.raises(TypeError, match=r"integer class labels.*labels\.long\(\)"):
+        miners.HierarchicalTripletMiner()(x, labels)
+    with pytest.raises(TypeError, match="integer class labels"):
+        samplers.AnchorNeighborSampler(labels.numpy(), 1, 2, 2)
+
+
+def test_float_labels_from_the_data_set_name_the_data_set():
+    dataset = torch.utils.data.TensorDataset(torch.randn(16, 6), torch.arange(4).repeat(4).float())
+    hook = tree_hooks.TreeRebuildHook(dataset, consumers=[losses.HierarchicalTripletLoss()])
+    with pytest.raises(TypeError, match=r"the data set given to the TreeRebuildHook.*float32"):
+        hook.rebuild(torch.nn.Linear(6, 4))
+    assert hook.num_rebuilds == 0

@@ -22,7 +22,10 @@ def _labels_as_numpy(labels) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"labels must hold integers, got dtype {array.dtype}")
+        raise TypeError(
+            f"labels must hold integer class labels, got dtype {array.dtype}: "
+            "pass them as integers, e.g. labels.long() or labels.astype(int)"
+        )
     return array.astype(np.int64)
 
 

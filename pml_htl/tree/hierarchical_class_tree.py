@@ -251,7 +251,10 @@ class HierarchicalClassTree:
         if not torch.is_tensor(labels):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
+            raise TypeError(
+                f"labels must hold integer class labels, got dtype {labels.dtype}: "
+                "pass labels.long()"
+            )
         if labels.device != self.device:
             raise ValueError(
                 f"the tree is on {self.device} but labels are on {labels.device}: "
