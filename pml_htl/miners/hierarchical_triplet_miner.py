@@ -52,6 +52,16 @@ class HierarchicalTripletMiner(DefaultDistanceNames, TreeConsumerMixin, BaseMine
     the output, so it is read back to the host once per call (on CUDA, one
     host-device synchronisation, as PML's miners need); the input checks run
     as device-side asserts there (docs/method.md, "Input checks and their cost").
+
+    Example:
+        >>> import torch
+        >>> from pml_htl import HierarchicalClassTree, losses, miners
+        >>> labels = torch.arange(4).repeat_interleave(4)  # int64 class labels
+        >>> tree = HierarchicalClassTree.from_embeddings(torch.randn(16, 8), labels)
+        >>> miner = miners.HierarchicalTripletMiner(tree=tree)  # or register it with the hook
+        >>> embeddings = torch.randn(16, 8)
+        >>> a, p, n = miner(embeddings, labels)  # indices of the violating triplets
+        >>> loss = losses.TripletMarginLoss()(embeddings, labels, (a, p, n))
     """
 
     def __init__(

@@ -59,6 +59,25 @@ class AnchorNeighborSampler(Sampler[int]):
             slice of l' m / num_replicas classes, t samples each; then
             ``batch_size`` is the per-rank batch and the gathered global batch
             is exactly an A-N batch. Call ``set_epoch`` on every rank.
+
+    Example:
+        >>> import numpy as np
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> import torch
+        >>> from pml_htl import AnchorNeighborSampler, HierarchicalClassTree
+        >>> labels = np.repeat(np.arange(16), 5)  # the data set's integer labels
+        >>> sampler = AnchorNeighborSampler(labels, anchors_per_batch=2, seed=0)
+        >>> sampler.batch_size  # l' m t = 2 x 4 x 4
+        32
+        >>> dataset = TensorDataset(torch.randn(80, 8), torch.as_tensor(labels))
+        >>> tree = HierarchicalClassTree.from_embeddings(*dataset.tensors)
+        >>> sampler.update_tree(tree)  # a TreeRebuildHook does this every epoch
+        >>> loader = DataLoader(
+        ...     dataset, batch_size=sampler.batch_size, sampler=sampler, drop_last=True
+        ... )
+        >>> data, batch_labels = next(iter(loader))
+        >>> len(torch.unique(batch_labels))  # l' m classes, t samples each
+        8
     """
 
     def __init__(

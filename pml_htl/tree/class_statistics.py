@@ -23,6 +23,15 @@ class ClassStatistics:
         counts: n_c, shape (C,).
         sums: S_c, shape (C, D).
         squared_norms: Q_c, shape (C,).
+
+    Example:
+        >>> import torch
+        >>> from pml_htl import ClassStatistics
+        >>> labels = torch.tensor([3, 3, 7])  # int64, any integers
+        >>> stats = ClassStatistics.from_embeddings(torch.randn(3, 4), labels)
+        >>> stats = stats + ClassStatistics.from_embeddings(torch.randn(2, 4), torch.tensor([7, 9]))
+        >>> stats.labels.tolist(), stats.counts.tolist()
+        ([3, 7, 9], [2.0, 2.0, 1.0])
     """
 
     def __init__(

@@ -111,6 +111,18 @@ class HierarchicalClassTree:
 
     Classes with a single sample have no spread s_c: they are left out of d0
     and get s_c = d0.
+
+    Example:
+        >>> import torch
+        >>> from pml_htl import ClassStatistics, HierarchicalClassTree
+        >>> labels = torch.arange(6).repeat_interleave(10)  # int64 class labels
+        >>> embeddings = torch.randn(60, 8)  # (N, D), L2-normalised by the statistics
+        >>> tree = HierarchicalClassTree(ClassStatistics.from_embeddings(embeddings, labels))
+        >>> tree.num_classes, tree.num_levels
+        (6, 16)
+        >>> a = torch.tensor([0, 1])
+        >>> tree.margin(a[:, None], a[None, :], beta=0.1).shape  # alpha for each class pair
+        torch.Size([2, 2])
     """
 
     def __init__(
