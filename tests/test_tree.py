@@ -136,6 +136,35 @@ def test_merge_levels_unequal_sizes_vs_naive_agglomeration(num_levels, seed, dev
     )
 
 
+@pytest.mark.parametrize("method", ["average", "single", "complete"])
+def test_linkage_matrix_is_scipys_tree(method):
+    """The exported Z: valid for SciPy, monotonic, its cophenetic distances
+    equal to SciPy's own linkage of the class distances (and, for average
+    linkage of unequal classes, to the naive agglomeration), and cut at the
+    thresholds d_l it gives the tree's own merge levels."""
+    from scipy.cluster.hierarchy import cophenet, dendrogram, is_monotonic, is_valid_linkage
+    from scipy.spatial.distance import squareform
+
+    sizes = [1, 2, 8, 3, 6, 2, 5, 1, 4] if method == "average" else [3] * 9
+    labels = [5, 17, -1, 40, 2, 99, 11, 7, 23]
+    x, y = hierarchical_data(sizes, labels=labels, seed=9)
+    tree = HierarchicalClassTree.from_embeddings(x, y, num_levels=16, linkage=method)
+    ref = RefTree(x.numpy(), y.numpy(), 16)
+    Z = tree.linkage_matrix()
+    assert is_valid_linkage(Z) and is_monotonic(Z)
+    assert Z[-1, 3] == len(labels)
+    heights = squareform(cophenet(Z))
+    want = ref.naive_average_heights() if method == "average" else ref.scipy_levels(method)[1]
+    np.testing.assert_allclose(off_diagonal(heights), off_diagonal(want), rtol=1e-9)
+    a, b = label_grid(ref.classes, "cpu")
+    np.testing.assert_array_equal(
+        off_diagonal(ref.levels_from_heights(heights)),
+        off_diagonal(tree.merge_level(a, b).numpy()),
+    )
+    leaves = dendrogram(Z, no_plot=True, labels=tree.labels.tolist())["ivl"]
+    assert sorted(leaves) == sorted(labels)
+
+
 def test_unequal_sizes_data_is_discriminative():
     """Sanity check of the test data above: the sample-weighted merge heights
     differ from class-unweighted average linkage (scipy on class distances)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 
 from .. import _sync
@@ -526,6 +527,38 @@ class HierarchicalClassTree:
         tree = cls.__new__(cls)
         tree.load_state_dict(state)
         return tree
+
+    def linkage_matrix(self) -> np.ndarray:
+        """The merges as a SciPy linkage matrix Z, for
+        ``scipy.cluster.hierarchy.dendrogram`` and friends.
+
+        Leaf ``i`` is the class ``labels[i]``; row k merges nodes ``Z[k, 0]``
+        and ``Z[k, 1]`` at the height ``Z[k, 2]`` (their average squared
+        distance, the scale of d_l) into node C + k, holding ``Z[k, 3]``
+        classes. Rows are sorted by height. Two classes sit apart at level l
+        exactly when their merge height is at least d_l.
+
+        Example:
+            >>> import torch
+            >>> from pml_htl import HierarchicalClassTree
+            >>> labels = torch.arange(5).repeat_interleave(8)
+            >>> tree = HierarchicalClassTree.from_embeddings(torch.randn(40, 8), labels)
+            >>> tree.linkage_matrix().shape  # (C - 1, 4)
+            (4, 4)
+        """
+        merges = self.merges.cpu().numpy()
+        order = np.argsort(merges[:, 2], kind="stable")
+        C = self.num_classes
+        node = np.arange(C)  # the node each representative class stands for now
+        sizes = np.ones(2 * C - 1)
+        Z = np.empty((len(merges), 4))
+        for k, row in enumerate(merges[order]):
+            i, j = int(row[0]), int(row[1])
+            a, b = sorted((node[i], node[j]))
+            sizes[C + k] = sizes[a] + sizes[b]
+            Z[k] = (a, b, row[2], sizes[C + k])
+            node[i] = node[j] = C + k
+        return Z
 
     def nodes_per_level(self) -> torch.Tensor:
         """(L + 1,) the number of nodes at each level (C at level 0 when d0 joins none)."""
