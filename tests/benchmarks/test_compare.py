@@ -16,7 +16,7 @@ from PIL import Image
 
 from benchmarks import compare
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPARE = os.path.join(ROOT, "benchmarks", "compare.py")
 BAR_FRAME = re.compile(r"\d+/\d+ \[|it/s\]|s/it\]")  # tqdm's "3/40 [00:01<00:02, 1.4it/s]"
 
