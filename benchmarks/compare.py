@@ -378,7 +378,7 @@ def record_keeper_missing() -> Optional[str]:
 
 # --------------------------------------------------------------------------- evaluation
 #: The final evaluation's per-query Recall@1 hits ("0"/"1" per query, in the query
-#: set's order), kept for the paired tests between losses (benchmarks/stats.py).
+#: set's order), kept for the paired tests between losses (benchmarks/stats/paired.py).
 QUERY_HITS = "query_hits_at_1"
 
 

@@ -12,7 +12,7 @@ from typing import Any, Collection, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
-from benchmarks import convergence, significance
+from benchmarks.stats import convergence, significance
 
 METRIC_COLUMNS = [
     ("precision_at_1", "P@1"),

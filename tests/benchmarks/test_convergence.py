@@ -1,10 +1,10 @@
-"""benchmarks/convergence.py against hand-made R@1 curves and hand-computed iterations."""
+"""benchmarks/stats/convergence.py against hand-made R@1 curves and hand-computed iterations."""
 
 import math
 
 import pytest
 
-from benchmarks.convergence import cell, convergence, iterations_to_reach
+from benchmarks.stats.convergence import cell, convergence, iterations_to_reach
 
 T_975_DF2 = 4.302652729911275  # t table, 0.975 quantile, 2 degrees of freedom
 

@@ -1,12 +1,12 @@
-"""benchmarks/significance.py on synthetic run records, against hand-computed numbers."""
+"""benchmarks/stats/significance.py on synthetic run records, against hand-computed numbers."""
 
 import math
 
 import pytest
 
-import benchmarks.stats
-from benchmarks import significance
-from benchmarks.significance import intervals, marks, pairwise_tests
+import benchmarks.stats.paired
+from benchmarks.stats import significance
+from benchmarks.stats.significance import intervals, marks, pairwise_tests
 
 # not imported by name: pytest would collect a module-level "tests_markdown" as a test
 markdown_of = significance.tests_markdown
@@ -174,7 +174,7 @@ def fixed_p_values(monkeypatch):
             MAP: {"difference": 0.02, "p_value": p[MAP]},
         }
 
-    monkeypatch.setattr(benchmarks.stats, "compare_runs", fake_compare_runs)
+    monkeypatch.setattr(benchmarks.stats.paired, "compare_runs", fake_compare_runs)
     return calls
 
 

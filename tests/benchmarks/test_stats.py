@@ -1,4 +1,5 @@
-"""benchmarks/stats.py against hand-computed values and naive exact enumerations."""
+"""benchmarks/stats/ (intervals, paired tests, Holm) against hand-computed values and naive
+exact enumerations."""
 
 import itertools
 import math
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import stats
+from benchmarks.stats import paired
 
 # t quantile with 2 degrees of freedom in closed form: F(t) = 1/2 + t / (2 sqrt(2 + t^2)),
 # so F(t) = 0.975 <=> t / sqrt(2 + t^2) = 0.95 <=> t = 0.95 sqrt(2 / (1 - 0.95^2)).
@@ -142,7 +144,7 @@ def test_paired_bootstrap_matches_exact_enumeration(
     hits_a, hits_b, confidence, chunk_elements, monkeypatch
 ):
     if chunk_elements is not None:  # many chunks, the last one partial
-        monkeypatch.setattr(stats, "_CHUNK_ELEMENTS", chunk_elements)
+        monkeypatch.setattr(paired, "_CHUNK_ELEMENTS", chunk_elements)
     exact = _exact_bootstrap(hits_a, hits_b)
     p_exact = min(
         1.0,

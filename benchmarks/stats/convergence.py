@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from benchmarks import stats
+from benchmarks.stats.intervals import t_interval
 
 FRACTION = 0.95
 REFERENCE = "triplet"
@@ -30,9 +30,7 @@ def _summary(iterations: List[Optional[int]]) -> Dict[str, Any]:
     reached = [i for i in iterations if i is not None]
     out: Dict[str, Any] = {"per_seed": iterations, "reached": len(reached), "n": len(iterations)}
     # an interval only when every seed got there (otherwise it would flatter the loss)
-    out["interval"] = (
-        stats.t_interval(reached) if reached and len(reached) == len(iterations) else None
-    )
+    out["interval"] = t_interval(reached) if reached and len(reached) == len(iterations) else None
     return out
 
 

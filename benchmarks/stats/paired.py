@@ -1,13 +1,8 @@
-"""Statistics of a loss comparison: several seeds per loss, one final test evaluation per seed.
+"""Two losses compared on the same seeds and test queries.
 
-Pure functions on plain Python data (numpy, scipy and statsmodels; no torch), returning dicts of
-plain ``int``/``float``/``None`` values that ``json.dump`` writes as they are.
-
-- ``t_interval``: mean and t confidence interval of one loss's metric over seeds.
 - ``paired_t_test``: two losses' metric paired by seed (mAP@R, or any per-seed number).
 - ``mcnemar_test``: exact McNemar test on two models' per-query Recall@1 hits (one seed).
 - ``paired_bootstrap``: Recall@1 difference over all seeds, resampling the shared queries.
-- ``holm``: Holm's step-down correction over a family of p-values.
 - ``compare_runs``: all of the above for two losses' run records, paired by seed.
 """
 
@@ -18,75 +13,14 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 from scipy import stats as scipy_stats
 from statsmodels.stats.contingency_tables import mcnemar as _sm_mcnemar
-from statsmodels.stats.multitest import multipletests
+
+from benchmarks.stats.inputs import check_confidence, finite_vector, hit_array
+from benchmarks.stats.intervals import t_interval
 
 # Largest number of gathered elements per chunk of bootstrap resamples (int64: 32 MiB).
 _CHUNK_ELEMENTS = 1 << 22
 
 Hit = Union[bool, int]
-
-
-def _check_confidence(confidence: float) -> float:
-    confidence = float(confidence)
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    return confidence
-
-
-def _finite_vector(values: Sequence[float], name: str) -> np.ndarray:
-    """``values`` as a non-empty 1-D float array of finite numbers, else ValueError naming it."""
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a sequence of numbers: {error}") from None
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must hold finite numbers only (no NaN or inf)")
-    return array
-
-
-def _hit_array(hits: Any, name: str, ndim: int) -> np.ndarray:
-    """``hits`` as an int64 array of 0/1 with ``ndim`` dimensions, none empty, else ValueError."""
-    try:
-        array = np.asarray(hits)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a rectangular array of 0/1 hits: {error}") from None
-    if array.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold 0/1 (or bool) hits, got dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {array.shape}")
-    if 0 in array.shape:
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    if not np.all((array == 0) | (array == 1)):
-        raise ValueError(f"{name} must hold only 0/1 (or bool) hits")
-    return array.astype(np.int64)
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> Dict[str, Any]:
-    """Mean of ``values`` and its t confidence interval: mean +- t_{(1+c)/2, n-1} * std / sqrt(n).
-
-    Returns ``{"n", "mean", "std", "half_width", "low", "high"}``; ``std`` has ddof=1. With a
-    single value there is no spread: ``std``, ``half_width``, ``low`` and ``high`` are None.
-    """
-    confidence = _check_confidence(confidence)
-    array = _finite_vector(values, "values")
-    n = int(array.size)
-    mean = float(array.mean())
-    if n == 1:
-        return {"n": 1, "mean": mean, "std": None, "half_width": None, "low": None, "high": None}
-    std = float(array.std(ddof=1))
-    half_width = float(scipy_stats.t.ppf((1.0 + confidence) / 2.0, n - 1) * std / np.sqrt(n))
-    return {
-        "n": n,
-        "mean": mean,
-        "std": std,
-        "half_width": half_width,
-        "low": mean - half_width,
-        "high": mean + half_width,
-    }
 
 
 def mcnemar_test(hits_a: Sequence[Hit], hits_b: Sequence[Hit]) -> Dict[str, Any]:
@@ -96,8 +30,8 @@ def mcnemar_test(hits_a: Sequence[Hit], hits_b: Sequence[Hit]) -> Dict[str, Any]
     b wrong, ``c`` the reverse; the two-sided p-value is 2 * P(Binomial(b + c, 1/2) <= min(b, c)),
     capped at 1 (1.0 when b == c, including b == c == 0).
     """
-    a = _hit_array(hits_a, "hits_a", ndim=1)
-    b_hits = _hit_array(hits_b, "hits_b", ndim=1)
+    a = hit_array(hits_a, "hits_a", ndim=1)
+    b_hits = hit_array(hits_b, "hits_b", ndim=1)
     if a.shape != b_hits.shape:
         raise ValueError(
             f"hits_a and hits_b must have the same length, got {a.size} and {b_hits.size}"
@@ -129,14 +63,14 @@ def paired_bootstrap(
     (count + 1) / (num_resamples + 1). When every query's seed-summed difference is exactly 0,
     every resample is 0 and the p-value is 1.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     if isinstance(num_resamples, bool) or int(num_resamples) != num_resamples:
         raise ValueError(f"num_resamples must be an integer, got {num_resamples!r}")
     num_resamples = int(num_resamples)
     if num_resamples < 1:
         raise ValueError(f"num_resamples must be at least 1, got {num_resamples}")
-    a = _hit_array(hits_a, "hits_a", ndim=2)
-    b = _hit_array(hits_b, "hits_b", ndim=2)
+    a = hit_array(hits_a, "hits_a", ndim=2)
+    b = hit_array(hits_b, "hits_b", ndim=2)
     if a.shape != b.shape:
         raise ValueError(
             f"hits_a and hits_b must have the same (seeds, queries) shape, got {a.shape} "
@@ -188,9 +122,9 @@ def paired_t_test(
     equal and nonzero gives p_value 0.0 and cohens_dz None (infinite); ``low`` == ``high`` ==
     ``difference`` in both cases.
     """
-    confidence = _check_confidence(confidence)
-    a = _finite_vector(values_a, "values_a")
-    b = _finite_vector(values_b, "values_b")
+    confidence = check_confidence(confidence)
+    a = finite_vector(values_a, "values_a")
+    b = finite_vector(values_b, "values_b")
     if a.shape != b.shape:
         raise ValueError(
             f"values_a and values_b must have the same length, got {a.size} and {b.size}"
@@ -225,45 +159,6 @@ def paired_t_test(
     return result
 
 
-def holm(p_values: Sequence[Optional[float]], alpha: float = 0.05) -> List[Dict[str, Any]]:
-    """Holm's step-down correction, in input order: ``[{"p_value", "p_holm", "significant"}]``.
-
-    None entries (untestable comparisons) stay None / not significant and are left out of the
-    family, so they do not enlarge the correction of the others.
-    """
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    tested = []
-    for p in p_values:
-        if p is None:
-            continue
-        try:
-            value = float(p)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if isinstance(p, bool) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"p_values must hold p-values in [0, 1] or None, got {p!r}")
-        tested.append(value)
-    adjusted: List[float] = []
-    reject: List[bool] = []
-    if tested:
-        reject_array, adjusted_array, _, _ = multipletests(tested, alpha=alpha, method="holm")
-        adjusted = [float(p) for p in adjusted_array]
-        reject = [bool(r) for r in reject_array]
-    out = []
-    position = 0
-    for p in p_values:
-        if p is None:
-            out.append({"p_value": None, "p_holm": None, "significant": False})
-            continue
-        out.append(
-            {"p_value": float(p), "p_holm": adjusted[position], "significant": reject[position]}
-        )
-        position += 1
-    return out
-
-
 def _runs_by_seed(runs: List[Dict[str, Any]], name: str) -> Dict[int, Dict[str, Any]]:
     by_seed: Dict[int, Dict[str, Any]] = {}
     for run in runs:
@@ -280,7 +175,7 @@ def _parse_hits(hits: Any, name: str) -> np.ndarray:
         if set(hits) - {"0", "1"}:
             raise ValueError(f"{name} must be a string of '0'/'1' characters")
         hits = [int(ch) for ch in hits]
-    return _hit_array(hits, name, ndim=1)
+    return hit_array(hits, name, ndim=1)
 
 
 def _final_metric(run: Dict[str, Any], metric: str, name: str) -> float:

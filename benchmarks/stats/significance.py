@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from benchmarks import stats
+from benchmarks.stats import paired
+from benchmarks.stats.holm_correction import holm
+from benchmarks.stats.intervals import t_interval
 
 #: The losses every other loss is tested against, when they were run.
 REFERENCES = ("htl", "triplet")
-#: Metric -> its test in stats.compare_runs.
+#: Metric -> its test in paired.compare_runs.
 TESTED = ("recall_at_1", "mean_average_precision_at_r")
 #: Marks of a significant difference (Holm-corrected p < ALPHA) in results.md.
 MARKS = {"htl": "†", "triplet": "‡"}
@@ -24,7 +26,7 @@ ALPHA = 0.05
 
 
 def intervals(runs: List[Dict[str, Any]], losses: Sequence[str], metrics: Sequence[str]):
-    """{loss: {metric: stats.t_interval over the loss's seeds}}."""
+    """{loss: {metric: t_interval over the loss's seeds}}."""
     out: Dict[str, Dict[str, Any]] = {}
     for loss in losses:
         mine = [r for r in runs if r["loss"] == loss]
@@ -32,7 +34,7 @@ def intervals(runs: List[Dict[str, Any]], losses: Sequence[str], metrics: Sequen
         for metric in metrics:
             values = [r["final"][metric] for r in mine if r["final"].get(metric) is not None]
             if values:
-                row[metric] = stats.t_interval(values)
+                row[metric] = t_interval(values)
         if row:
             out[loss] = row
     return out
@@ -57,7 +59,7 @@ def pairwise_tests(runs: List[Dict[str, Any]], losses: Sequence[str]) -> List[Di
             ):
                 continue  # nothing paired, or runs evaluated without MAP@R
             done.add(pair)
-            result = stats.compare_runs(mine, ref_runs)
+            result = paired.compare_runs(mine, ref_runs)
             tests.append({"loss": loss, "against": reference, **result})
     correct(tests)
     return tests
@@ -71,7 +73,7 @@ def _p_value(test: Dict[str, Any], metric: str) -> Optional[float]:
 def correct(tests: List[Dict[str, Any]]) -> None:
     """Holm over each metric's family; writes p_holm and significant into each test."""
     for metric in TESTED:
-        corrected = stats.holm([_p_value(t, metric) for t in tests], alpha=ALPHA)
+        corrected = holm([_p_value(t, metric) for t in tests], alpha=ALPHA)
         for test, c in zip(tests, corrected):
             if test.get(metric) is not None:
                 test[metric]["p_holm"] = c["p_holm"]
