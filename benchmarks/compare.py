@@ -41,19 +41,19 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import recall_ks, tune  # noqa: E402
-from benchmarks.backbones import (  # noqa: E402
-    BACKBONES,
-    check_pretrained_weights,
-    make_trunk,
-    random_init_problem,
-)
 from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
 from benchmarks.diagnostics import MarginDiagnostics  # noqa: E402
 from benchmarks.diagnostics import describe as describe_diagnostics  # noqa: E402
 from benchmarks.hierarchy import HierarchyTracker  # noqa: E402
+from benchmarks.models import (  # noqa: E402
+    BACKBONES,
+    WeightsError,  # noqa: E402
+    check_pretrained_weights,
+    make_trunk,
+    random_init_problem,
+)
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
 from benchmarks.verification import verification_metrics  # noqa: E402
-from benchmarks.weights import WeightsError  # noqa: E402
 from pml_htl.losses import HierarchicalTripletLoss  # noqa: E402
 
 # --------------------------------------------------------------------------- losses

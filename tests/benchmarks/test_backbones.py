@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from benchmarks import compare
-from benchmarks.backbones import SmallCNN, make_trunk
-from benchmarks.weights import WeightsError
+from benchmarks.models.backbones import SmallCNN, make_trunk
+from benchmarks.models.weights import WeightsError
 
 #: Each accepted form of a state dict ``sd``.
 FORMS = {
@@ -168,7 +168,8 @@ def error_of(argv):
         (
             "resnet18",
             "pickled_model",
-            ["pickled model (benchmarks.backbones.SmallCNN)", "save model.state_dict() instead"],
+            ["pickled model (benchmarks.models.backbones.SmallCNN)",
+             "save model.state_dict() instead"],
         ),
         (  # googlenet's trunk: 342 tensors, 57 of them BatchNorm's optional
             # num_batches_tracked; resnet18's: 122 less fc's weight and bias

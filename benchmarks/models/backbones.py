@@ -1,4 +1,4 @@
-"""Trunks and embedders for benchmarks/compare.py (never downloads weights)."""
+"""The trunks the benchmark trains (never downloads weights)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from benchmarks.weights import (
+from benchmarks.models.weights import (
     OPTIONAL_SUFFIXES,
     WeightsError,
     compare_to,
@@ -17,6 +17,13 @@ from benchmarks.weights import (
 )
 
 BACKBONES = ("small-cnn", "resnet18", "resnet50", "googlenet")
+#: The settings of a run that each backbone reads (the others do not apply to it).
+BACKBONE_SETTINGS = {
+    "small-cnn": (),
+    "resnet18": ("pretrained_weights",),
+    "resnet50": ("pretrained_weights",),
+    "googlenet": ("pretrained_weights", "googlenet_transform_input"),
+}
 #: The classifier heads the trunks drop (ImageNet checkpoints carry them).
 HEADS = {"resnet18": ("fc.",), "resnet50": ("fc.",), "googlenet": ("fc.", "aux1.", "aux2.")}
 
@@ -69,7 +76,7 @@ def make_trunk(
     googlenet_transform_input: Optional[bool] = None,
 ) -> Tuple[nn.Module, int]:
     """(trunk, output size). ``pretrained_weights`` is a local state dict file (see
-    benchmarks/weights.py); googlenet's transform_input defaults to whether it is given."""
+    benchmarks/models/weights.py); googlenet's transform_input defaults to whether it is given."""
     if name not in BACKBONES:
         raise ValueError(f"--backbone must be one of {BACKBONES}, got {name!r}")
     if googlenet_transform_input is None:
