@@ -41,9 +41,19 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import recall_ks, tune  # noqa: E402
-from benchmarks.data import DATASETS, DataError, DataSplits, load_dataset  # noqa: E402
+from benchmarks.data import (  # noqa: E402
+    AUGMENTATIONS,
+    DATASETS,
+    DataError,
+    DataSplits,
+    default_augment,
+    image_transforms,
+    load_dataset,
+    settings_read_by_dataset,
+)
 from benchmarks.diagnostics import MarginDiagnostics  # noqa: E402
 from benchmarks.diagnostics import describe as describe_diagnostics  # noqa: E402
+from benchmarks.evaluation.verification import verification_metrics  # noqa: E402
 from benchmarks.hierarchy import HierarchyTracker  # noqa: E402
 from benchmarks.models import (  # noqa: E402
     BACKBONES,
@@ -53,7 +63,6 @@ from benchmarks.models import (  # noqa: E402
     random_init_problem,
 )
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
-from benchmarks.verification import verification_metrics  # noqa: E402
 from pml_htl.losses import HierarchicalTripletLoss  # noqa: E402
 
 # --------------------------------------------------------------------------- losses
@@ -173,17 +182,11 @@ DEFAULTS = dict(
 QUICK = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
 #: The data sets image_transforms crops to --image-size (the others keep their size).
-RESIZED_DATASETS = ("cub", "cars196", "sop", "inshop", "folder", "faces")
+RESIZED_DATASETS = tuple(d for d in DATASETS if "image_size" in settings_read_by_dataset(d))
 TORCHVISION_BACKBONES = tuple(b for b in BACKBONES if b != "small-cnn")
-#: Training augmentation. standard: the photo recipe of the metric-learning
-#: literature (random resized crops down to 8% of the image, horizontal flips);
-#: light: small shifts and rotations (what suits characters and other images whose
-#: meaning a big crop or a flip destroys); none: the evaluation view.
-AUGMENTATIONS = ("standard", "light", "none")
-#: Each data set's default: the photo recipe for photos, none where the published
-#: glyph and Fashion-MNIST results were made without.
-DEFAULT_AUGMENT = {d: "standard" for d in DATASETS}
-DEFAULT_AUGMENT.update({"glyphs": "none", "fashion-mnist": "none"})
+#: Each data set's default augmentation: the photo recipe for photos, none where the
+#: published glyph and Fashion-MNIST results were made without.
+DEFAULT_AUGMENT = {d: default_augment(d) for d in DATASETS}
 #: Settings that only some data sets or backbones read: setting -> (the setting that
 #: decides, the values it applies to). Recorded only where they apply; a flag for
 #: one where it does not is an error.
@@ -1071,50 +1074,8 @@ def init_distributed(cfg: Dict[str, Any]):
     return torch.distributed.get_rank(), size
 
 
-#: --augment light: rotations up to this many degrees, shifts up to this fraction.
-LIGHT_DEGREES, LIGHT_SHIFT = 10, 0.1
-
-
-def augmentation(name: str, size: int):
-    """The random part of the training transform, or None; it works on PIL images
-    and on tensors alike."""
-    import torchvision.transforms as T
-
-    if name == "standard":
-        return T.Compose([T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip()])
-    if name == "light":
-        return T.RandomAffine(LIGHT_DEGREES, translate=(LIGHT_SHIFT, LIGHT_SHIFT))
-    return None
-
-
-def image_transforms(cfg):
-    """(train, eval) transforms. Glyphs are tensors already (32 x 32); Fashion-MNIST
-    gets ToTensor (28 x 28); RESIZED_DATASETS ImageNet-style resizing to
-    --image-size. The training transform adds cfg["augment"]'s augmentation."""
-    import torchvision.transforms as T
-
-    dataset = cfg["dataset"]
-    augment = cfg.get("augment") or DEFAULT_AUGMENT[dataset]
-    if dataset == "glyphs":
-        return augmentation(augment, 32), None
-    if dataset not in RESIZED_DATASETS:
-        random_part = augmentation(augment, 28)
-        train = T.ToTensor() if random_part is None else T.Compose([random_part, T.ToTensor()])
-        return train, T.ToTensor()
-    size = cfg["image_size"]
-    norm = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    resize = [T.Resize(int(size * 256 / 224)), T.CenterCrop(size)]
-    test = T.Compose([*resize, T.ToTensor(), norm])
-    if augment == "standard":
-        train = T.Compose([augmentation(augment, size), T.ToTensor(), norm])
-    else:
-        random_part = augmentation(augment, size)
-        train = T.Compose([*resize, *([random_part] if random_part else []), T.ToTensor(), norm])
-    return train, test
-
-
 def load_splits(cfg, progress: bool) -> DataSplits:
-    train_tf, eval_tf = image_transforms(cfg)
+    train_tf, eval_tf = image_transforms(cfg["dataset"], cfg.get("augment"), cfg.get("image_size"))
     options = dict(data_root=cfg.get("data_root"), train_classes_file=cfg.get("train_classes"))
     if "glyph_samples" in cfg:
         options["glyph_samples_per_class"] = cfg["glyph_samples"]

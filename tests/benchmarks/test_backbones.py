@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from benchmarks import compare
+from benchmarks.data import image_transforms
 from benchmarks.models.backbones import SmallCNN, make_trunk
 from benchmarks.models.weights import WeightsError
 
@@ -136,7 +137,7 @@ def test_transform_input_undoes_the_imagenet_normalisation_of_the_data(pretraine
     ImageNet weights were trained on."""
     import torchvision.transforms as T
 
-    _, eval_transform = compare.image_transforms({"dataset": "cub", "image_size": 8})
+    _, eval_transform = image_transforms("cub", None, 8)
     (normalize,) = [t for t in eval_transform.transforms if isinstance(t, T.Normalize)]
     raw = torch.rand(1, 3, 8, 8)
     seen = pretrained_googlenet._transform_input(normalize(raw))

@@ -15,6 +15,8 @@ from helpers import write_folder_dataset
 from PIL import Image
 
 from benchmarks import compare
+from benchmarks.data import image_transforms
+from benchmarks.data.transforms import LIGHT_DEGREES, LIGHT_SHIFT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPARE = os.path.join(ROOT, "benchmarks", "compare.py")
@@ -92,8 +94,7 @@ def test_augmentation_choices(dataset, augment):
     none: the evaluation view. Every data set, shapes kept."""
     import torchvision.transforms as T
 
-    cfg = {"dataset": dataset, "augment": augment, "image_size": 16}
-    train, evaluate = compare.image_transforms(cfg)
+    train, evaluate = image_transforms(dataset, augment, 16)
 
     def parts(transform):
         if transform is None:
@@ -108,8 +109,8 @@ def test_augmentation_choices(dataset, augment):
     assert (T.RandomAffine in kinds) == (augment == "light")
     if augment == "light":
         (affine,) = [p for p in parts(train) if isinstance(p, T.RandomAffine)]
-        assert affine.degrees == [-compare.LIGHT_DEGREES, compare.LIGHT_DEGREES]
-        assert affine.translate == (compare.LIGHT_SHIFT, compare.LIGHT_SHIFT)
+        assert affine.degrees == [-LIGHT_DEGREES, LIGHT_DEGREES]
+        assert affine.translate == (LIGHT_SHIFT, LIGHT_SHIFT)
     if augment == "none":
         assert [type(p) for p in parts(train)] == [type(p) for p in parts(evaluate)]
     size = {"glyphs": 32, "fashion-mnist": 28, "folder": 16}[dataset]

@@ -12,11 +12,11 @@ from PIL import Image
 
 from benchmarks import compare
 from benchmarks.data import DataError, load_dataset
-from benchmarks.verification import (
+from benchmarks.data.lfw_pairs import parse_pairs
+from benchmarks.evaluation.verification import (
     best_threshold,
     cosine_distances,
     kfold_accuracy,
-    parse_pairs,
     verification_metrics,
 )
 

@@ -14,17 +14,15 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from benchmarks.data import (
-    DEFAULT_RECALL_KS,
-    IMAGE_EXTENSIONS,
-    LAYOUTS,
-    DataError,
-    DataSplits,
-    PathDataset,
-    _require,
-)
-from benchmarks.verification import ImageRef, IndexedPairs, PairList, parse_pairs
+from benchmarks.data.errors import DataError
+from benchmarks.data.files import image_files, require_root
+from benchmarks.data.lfw_pairs import ImageRef, IndexedPairs, PairList, parse_pairs
+from benchmarks.data.spec import DataRequest, DataSet
+from benchmarks.data.splits import DEFAULT_RECALL_KS, DataSplits
+from benchmarks.data.transforms import photo_transforms
+from benchmarks.data.views import PathDataset
 
+LAYOUT = "DATA_ROOT/{CASIA-WebFace/<identity>/<images>, lfw/<Name>/<Name>_<NNNN>.jpg, pairs.txt}"
 TRAIN_FOLDER, EVAL_FOLDER, PAIRS_FILE = "CASIA-WebFace", "lfw", "pairs.txt"
 #: How many missing images an error names.
 SHOWN_MISSING = 5
@@ -34,21 +32,15 @@ def identity_folders(folder: str) -> Tuple[List[str], List[int], List[str]]:
     """(image paths, labels, identity names): one sub-folder of ``folder`` per
     identity, sorted by name; every identity folder must hold an image."""
     if not os.path.isdir(folder):
-        raise DataError(f"{folder} is not a folder; expected {LAYOUTS['faces']}")
+        raise DataError(f"{folder} is not a folder; expected {LAYOUT}")
     names = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     if not names:
-        raise DataError(f"{folder} holds no identity folder; expected {LAYOUTS['faces']}")
+        raise DataError(f"{folder} holds no identity folder; expected {LAYOUT}")
     paths, labels = [], []
     for label, name in enumerate(names):
-        files = sorted(
-            f
-            for f in os.listdir(os.path.join(folder, name))
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        files = image_files(os.path.join(folder, name))
         if not files:
-            raise DataError(
-                f"{os.path.join(folder, name)} holds no image; expected {LAYOUTS['faces']}"
-            )
+            raise DataError(f"{os.path.join(folder, name)} holds no image; expected {LAYOUT}")
         paths.extend(os.path.join(folder, name, f) for f in files)
         labels.extend([label] * len(files))
     return paths, labels, names
@@ -77,7 +69,7 @@ def index_pairs(
     if missing:
         raise DataError(
             f"{pairs_file} names {len(missing)} images missing under {lfw_dir}, the first: "
-            f"{', '.join(missing[:SHOWN_MISSING])}; expected {LAYOUTS['faces']}"
+            f"{', '.join(missing[:SHOWN_MISSING])}; expected {LAYOUT}"
         )
     description = (
         f"{pairs.num_folds}-fold verification on the {len(pairs.same)} pairs of {PAIRS_FILE} "
@@ -86,9 +78,11 @@ def index_pairs(
     return IndexedPairs(index1, index2, pairs.same, pairs.folds, pairs.num_folds, description)
 
 
-def load_faces(data_root: str, train_tf, eval_tf) -> DataSplits:
+def load(request: DataRequest) -> DataSplits:
     """CASIA-WebFace's identities for training, LFW for Recall@K and verification."""
-    _require(data_root, "faces", TRAIN_FOLDER, EVAL_FOLDER, PAIRS_FILE)
+    data_root = request.data_root
+    train_tf, eval_tf = request.train_transform, request.eval_transform
+    require_root(data_root, "faces", LAYOUT, TRAIN_FOLDER, EVAL_FOLDER, PAIRS_FILE)
     train_paths, train_labels, train_names = identity_folders(os.path.join(data_root, TRAIN_FOLDER))
     lfw_dir = os.path.join(data_root, EVAL_FOLDER)
     lfw_paths, lfw_labels, lfw_names = identity_folders(lfw_dir)
@@ -110,3 +104,6 @@ def load_faces(data_root: str, train_tf, eval_tf) -> DataSplits:
         f"query = reference) for Recall@K and {pairs.num_folds}-fold verification",
         pairs=pairs,
     )
+
+
+DATASET = DataSet("faces", load, photo_transforms, layout=LAYOUT)
