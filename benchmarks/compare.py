@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import recall_ks, tune  # noqa: E402
+from benchmarks import tune  # noqa: E402
 from benchmarks.data import (  # noqa: E402
     AUGMENTATIONS,
     DATASETS,
@@ -53,8 +53,9 @@ from benchmarks.data import (  # noqa: E402
 )
 from benchmarks.diagnostics import MarginDiagnostics  # noqa: E402
 from benchmarks.diagnostics import describe as describe_diagnostics  # noqa: E402
+from benchmarks.evaluation import recall_ks  # noqa: E402
+from benchmarks.evaluation.hierarchy import HierarchyTracker  # noqa: E402
 from benchmarks.evaluation.verification import verification_metrics  # noqa: E402
-from benchmarks.hierarchy import HierarchyTracker  # noqa: E402
 from benchmarks.models import (  # noqa: E402
     BACKBONES,
     WeightsError,  # noqa: E402

@@ -31,7 +31,7 @@ VERIFICATION_COLUMNS = [
 UNRANKED = {"lfw_verification_accuracy_std"}
 
 
-#: The learned tree against the data set's superclasses (benchmarks/hierarchy.py):
+#: The learned tree against the data set's superclasses (benchmarks/evaluation/hierarchy.py):
 #: the last tree's values, and those of random trees of the same classes.
 HIERARCHY_COLUMNS = [
     ("dendrogram_purity", "dendrogram purity"),

@@ -19,8 +19,9 @@ import scipy.io
 import torch
 from PIL import Image
 
-from benchmarks import compare, recall_ks
+from benchmarks import compare
 from benchmarks.data import DataError, DataSplits, RGBFirst, load_dataset
+from benchmarks.evaluation import recall_ks
 
 # --------------------------------------------------------------------------- fakes
 PER_CLASS = 3

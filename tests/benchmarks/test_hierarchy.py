@@ -1,4 +1,4 @@
-"""The learned tree against known superclasses (benchmarks/hierarchy.py): dendrogram
+"""The learned tree against known superclasses (benchmarks/evaluation/hierarchy.py): dendrogram
 purity and ARI against hand-computed values, the random floor, what the tree's merges
 mean, the label-space mapping, the superclasses the loaders give, and compare.py
 recording the measures on the glyph data set."""
@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import compare, hierarchy
+from benchmarks import compare
 from benchmarks.data import load_dataset
+from benchmarks.evaluation import hierarchy
 from pml_htl import HierarchicalClassTree
 from pml_htl.tree.linkage import cut_levels
 

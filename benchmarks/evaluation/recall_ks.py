@@ -1,11 +1,11 @@
-"""Recall@K cut-offs for compare.py: the data set's own (as the literature reports
-them, benchmarks.data.RECALL_KS) or the ones --recall-ks asks for."""
+"""Recall@K cut-offs: the data set's own (as the literature reports them, each data
+set module's RECALL_KS) or the ones --recall-ks asks for."""
 
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from benchmarks.data import DataSplits
+from benchmarks.data.splits import DataSplits
 
 
 def check_requested(ks: Optional[List[int]]) -> Optional[List[int]]:
