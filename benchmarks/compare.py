@@ -64,85 +64,21 @@ from benchmarks.models import (  # noqa: E402
     random_init_problem,
 )
 from benchmarks.report import atomic_write, write_reports  # noqa: E402
+from benchmarks.variants import (  # noqa: E402
+    ABLATIONS,
+    CHOICE_ABLATIONS,
+    CHOICE_VARIANTS,
+    DASHED,
+    DIAGNOSIS_ABLATIONS,
+    HYPERPARAMETERS,
+    LOSS_TITLES,
+    MAIN_LOSSES,
+    RUN_OPTIONS,
+    USES_AN_SAMPLER,
+    USES_TREE,
+    build_loss,
+)
 from pml_htl.losses import HierarchicalTripletLoss  # noqa: E402
-
-# --------------------------------------------------------------------------- losses
-#: One readable table of every loss's hyper-parameters. The baselines start
-#: from "A Metric Learning Reality Check" (Musgrave et al. 2020), its CUB200
-#: optimum; HTL uses the paper's beta. Override with --hp NAME.KEY=VALUE.
-HYPERPARAMETERS: Dict[str, Dict[str, Any]] = {
-    "contrastive": {"pos_margin": 0.0, "neg_margin": 0.3841},
-    "triplet": {"margin": 0.0961},
-    "margin": {"margin": 0.0878, "beta": 0.7838, "beta_lr": 1.31e-3},
-    "multi_similarity": {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39},
-    "htl": {"beta": 0.1},
-    # ablations
-    "htl_mperclass": {"beta": 0.1},
-    "triplet_an": {"margin": 0.0961},
-    "htl_plain": {"beta": 0.1},
-}
-#: HTL with one open choice of the paper set otherwise than the default (the
-#: loss's tree options, the sampler's m, or the hook's statistics view): the
-#: ablations behind the defaults.
-CHOICE_VARIANTS: Dict[str, Dict[str, Any]] = {
-    "htl_single": {"linkage": "single"},
-    "htl_complete": {"linkage": "complete"},
-    "htl_level1": {"level_start": 1},
-    "htl_L8": {"num_levels": 8},
-    "htl_L32": {"num_levels": 32},
-    "htl_m2": {"classes_per_anchor": 2},
-    "htl_m8": {"classes_per_anchor": 8},
-    "htl_train_stats": {"statistics_from": "training"},
-}
-#: HTL with its margin or its tree's data set otherwise (--diagnosis): what HTL's
-#: behaviour depends on. margin_scale is lambda in alpha = beta + lambda (d_H - s_ya).
-DIAGNOSIS_VARIANTS: Dict[str, Dict[str, Any]] = {
-    "htl_lambda0": {"margin_scale": 0.0},
-    "htl_lambda05": {"margin_scale": 0.5},
-    "htl_first_tree": {"rebuild": "first"},
-    "htl_aug_view": {"tree_view": "augmented"},
-}
-CHOICE_VARIANTS.update(DIAGNOSIS_VARIANTS)
-for _variant in CHOICE_VARIANTS:
-    HYPERPARAMETERS[_variant] = {"beta": 0.1}
-MAIN_LOSSES = ["contrastive", "triplet", "margin", "multi_similarity", "htl"]
-ABLATIONS = ["htl_mperclass", "triplet_an", "htl_plain"]
-DIAGNOSIS_ABLATIONS = list(DIAGNOSIS_VARIANTS)
-CHOICE_ABLATIONS = [v for v in CHOICE_VARIANTS if v not in DIAGNOSIS_VARIANTS]
-#: Rows drawn dashed in the convergence plot.
-DASHED = ABLATIONS + CHOICE_ABLATIONS + DIAGNOSIS_ABLATIONS
-LOSS_TITLES = {
-    "contrastive": "Contrastive",
-    "triplet": "Triplet",
-    "margin": "Margin",
-    "multi_similarity": "Multi-similarity + miner",
-    "htl": "HTL (A-N sampler, tree per epoch)",
-    "htl_mperclass": "ablation: HTL margin, MPerClass sampler",
-    "triplet_an": "ablation: Triplet, A-N sampler",
-    "htl_plain": "ablation: HTL, hinge on plain distances (as printed)",
-    "htl_single": "choice: HTL, single linkage",
-    "htl_complete": "choice: HTL, complete linkage",
-    "htl_level1": "choice: HTL, levels counted from 1",
-    "htl_L8": "choice: HTL, L = 8 levels",
-    "htl_L32": "choice: HTL, L = 32 levels",
-    "htl_m2": "choice: HTL, m = 2 classes per anchor (l' = 8)",
-    "htl_m8": "choice: HTL, m = 8 classes per anchor (l' = 2)",
-    "htl_train_stats": "choice: HTL, tree from the training steps' embeddings (no extra pass)",
-    "htl_lambda0": "diagnosis: HTL, lambda = 0 (flat margin beta, tree-chosen batches)",
-    "htl_lambda05": "diagnosis: HTL, lambda = 0.5 (tree's part of the margin halved)",
-    "htl_first_tree": "diagnosis: HTL, first tree kept (never rebuilt)",
-    "htl_aug_view": "diagnosis: HTL, tree from augmented training views",
-}
-#: Losses whose batches come from the anchor-neighbour sampler.
-USES_AN_SAMPLER = {"htl", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
-#: Losses that need the class tree (rebuilt every epoch).
-USES_TREE = {"htl", "htl_mperclass", "triplet_an", "htl_plain", *CHOICE_VARIANTS}
-#: What a choice variant or HTL's tuned hyper-parameters may set besides the loss's
-#: own arguments: the sampler's m and t, where the tree's statistics come from
-#: (tree_view: "clean" evaluation views, "augmented" training views, or "training",
-#: the training steps' own embeddings) and whether it is rebuilt every epoch.
-RUN_OPTIONS = ("classes_per_anchor", "samples_per_class", "statistics_from", "tree_view", "rebuild")
-TREE_VIEWS = ("clean", "augmented", "training")
 
 PRESETS = {
     "cpu": {},
@@ -199,39 +135,6 @@ SCOPED_SETTINGS = {
     "pretrained_weights": ("backbone", TORCHVISION_BACKBONES),
     "googlenet_transform_input": ("backbone", ("googlenet",)),
 }
-
-
-def build_loss(name: str, hp: Dict[str, Any], collect_stats: bool):
-    from pytorch_metric_learning import distances
-
-    from pml_htl import losses, miners
-
-    hp = {k: v for k, v in hp.items() if k not in RUN_OPTIONS}
-    kw = {"collect_stats": collect_stats}
-    miner = None
-    loss_optimizer = None
-    if name == "contrastive":
-        loss = losses.ContrastiveLoss(**hp, **kw)
-    elif name in ("triplet", "triplet_an"):
-        loss = losses.TripletMarginLoss(**hp, **kw)
-    elif name == "margin":
-        beta_lr = hp.pop("beta_lr")
-        loss = losses.MarginLoss(learn_beta=True, **hp, **kw)
-        loss_optimizer = ("metric_loss_optimizer", beta_lr)
-    elif name == "multi_similarity":
-        epsilon = hp.pop("epsilon")
-        loss = losses.MultiSimilarityLoss(**hp, **kw)
-        miner = miners.MultiSimilarityMiner(epsilon=epsilon)
-    elif name in ("htl", "htl_mperclass"):
-        loss = losses.HierarchicalTripletLoss(**hp, **kw)
-    elif name in CHOICE_VARIANTS:
-        loss_options = {k: v for k, v in CHOICE_VARIANTS[name].items() if k not in RUN_OPTIONS}
-        loss = losses.HierarchicalTripletLoss(**{**hp, **loss_options}, **kw)
-    elif name == "htl_plain":
-        loss = losses.HierarchicalTripletLoss(distance=distances.LpDistance(power=1), **hp, **kw)
-    else:
-        raise ValueError(f"unknown loss {name!r}")
-    return loss, miner, loss_optimizer
 
 
 def run_options(loss_name: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
