@@ -6,10 +6,11 @@ import pytest
 import torch
 import torchvision
 
-from benchmarks import compare
+from benchmarks import cli, compare, runner
 from benchmarks.data import image_transforms
 from benchmarks.models.backbones import SmallCNN, make_trunk
 from benchmarks.models.weights import WeightsError
+from benchmarks.training import parts
 
 #: Each accepted form of a state dict ``sd``.
 FORMS = {
@@ -81,7 +82,7 @@ def no_data(monkeypatch):
     def data_loaded(*args, **kwargs):
         raise AssertionError("a data set was loaded")
 
-    monkeypatch.setattr(compare, "load_dataset", data_loaded)
+    monkeypatch.setattr(runner, "load_dataset", data_loaded)
 
 
 def assert_same_tensors(trunk, expected):
@@ -237,7 +238,7 @@ def test_paper_preset_refuses_random_weights_unless_allowed(files, no_data):
 
 # --------------------------------------------------------------------------- configuration
 def config_of(*argv):
-    return compare.resolve_config(compare.build_parser().parse_args(list(argv)))
+    return cli.resolve_config(cli.build_parser().parse_args(list(argv)))
 
 
 def test_googlenet_transform_input_is_recorded_as_the_trunk_gets_it(files):
@@ -260,7 +261,7 @@ def test_build_models_gives_googlenet_the_recorded_transform_input(files, monkey
         seen.update(name=name, weights=weights, transform_input=transform_input)
         return torch.nn.Identity(), 4
 
-    monkeypatch.setattr(compare, "make_trunk", fake_make_trunk)
+    monkeypatch.setattr(parts, "make_trunk", fake_make_trunk)
     cfg = config_of("--preset", "paper", "--pretrained-weights", files["googlenet"])
-    compare.build_models(cfg, 3, torch.device("cpu"))
+    parts.build_models(cfg, 3, torch.device("cpu"))
     assert seen == dict(name="googlenet", weights=files["googlenet"], transform_input=True)

@@ -14,12 +14,15 @@ import torch
 from helpers import write_folder_dataset
 from PIL import Image
 
-from benchmarks import compare
+from benchmarks import cli, compare, config, runner, variants
+from benchmarks.config import RunConfig
 from benchmarks.data import image_transforms
 from benchmarks.data.transforms import LIGHT_DEGREES, LIGHT_SHIFT
+from benchmarks.evaluation import evaluate
+from benchmarks.training import parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMPARE = os.path.join(ROOT, "benchmarks", "compare.py")
+COMPARE = ["-m", "benchmarks.compare"]
 BAR_FRAME = re.compile(r"\d+/\d+ \[|it/s\]|s/it\]")  # tqdm's "3/40 [00:01<00:02, 1.4it/s]"
 
 
@@ -127,17 +130,15 @@ def test_augmentation_choices(dataset, augment):
 
 def test_augment_default_per_data_set_and_recorded(folder_root):
     for dataset, expected in (("glyphs", "none"), ("fashion-mnist", "none"), ("cub", "standard")):
-        assert compare.DEFAULT_AUGMENT[dataset] == expected
-    cfg = compare.resolve_config(compare.build_parser().parse_args(["--quick"]))
+        assert config.DEFAULT_AUGMENT[dataset] == expected
+    cfg = cli.resolve_config(cli.build_parser().parse_args(["--quick"]))
     assert cfg["augment"] == "none"
-    light = compare.resolve_config(
-        compare.build_parser().parse_args(["--quick", "--augment", "light"])
-    )
+    light = cli.resolve_config(cli.build_parser().parse_args(["--quick", "--augment", "light"]))
     assert light["augment"] == "light"
     # a default augmentation leaves the hash of runs made before the option existed
     legacy = {k: v for k, v in cfg.items() if k not in ("augment", "tune")}
-    assert compare.config_hash(cfg, "htl") == compare.config_hash(legacy, "htl")
-    assert compare.config_hash(light, "htl") != compare.config_hash(cfg, "htl")
+    assert config.config_hash(cfg, "htl") == config.config_hash(legacy, "htl")
+    assert config.config_hash(light, "htl") != config.config_hash(cfg, "htl")
 
 
 def test_training_statistics_row_runs_without_extra_passes(folder_root, tmp_path, monkeypatch):
@@ -164,7 +165,7 @@ def test_training_statistics_row_runs_without_extra_passes(folder_root, tmp_path
 
 def test_resume_skips_finished_runs(folder_root, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    real = compare.run_one
+    real = runner.run_one
     calls = []
 
     def interrupted(loss, seed, *args, **kwargs):
@@ -173,14 +174,14 @@ def test_resume_skips_finished_runs(folder_root, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the run in progress is lost, nothing else
         return real(loss, seed, *args, **kwargs)
 
-    monkeypatch.setattr(compare, "run_one", interrupted)
+    monkeypatch.setattr(runner, "run_one", interrupted)
     with pytest.raises(KeyboardInterrupt):
         compare.main(args_for(folder_root, out, seeds=("0",)))
     finished = json.loads((out / "runs" / "triplet__seed0.json").read_text())
     assert not (out / "runs" / "htl__seed0.json").exists()
 
     calls.clear()
-    monkeypatch.setattr(compare, "run_one", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
     compare.main(args_for(folder_root, out, seeds=("0",)))
     assert calls == [("htl", 0)]
     again = json.loads((out / "runs" / "triplet__seed0.json").read_text())
@@ -219,7 +220,7 @@ def test_two_processes_under_torchrun(folder_root, tmp_path):
     """compare.py under torchrun (gloo, loopback) finishes and writes its results."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += [COMPARE]
+    cmd += COMPARE
     cmd += args_for(folder_root, out, losses=("triplet", "htl", "htl_train_stats"), seeds=("0",))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -242,7 +243,7 @@ def test_embed_keeps_a_frozen_batchnorm_frozen(blob_dataset):
     modes_seen = []
     frozen.register_forward_hook(lambda module, *_: modes_seen.append(module.training))
 
-    embeddings, labels = compare.embed(
+    embeddings, labels = evaluate.embed(
         (trunk, embedder), blob_dataset, torch.device("cpu"), 32, 0, "test"
     )
 
@@ -261,7 +262,12 @@ def run_into_file(args, log_path, env) -> str:
     """compare.py with stdout and stderr in one file, as in a CI log; the log's text."""
     with open(log_path, "w") as log:
         done = subprocess.run(
-            [sys.executable, COMPARE, *args], cwd=ROOT, env=env, stdout=log, stderr=log, timeout=600
+            [sys.executable, *COMPARE, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            timeout=600,
         )
     text = open(log_path, encoding="utf-8").read()
     assert done.returncode == 0, text[-3000:]
@@ -279,7 +285,7 @@ def run_in_terminal(args, env) -> str:
     # 24 rows, 100 columns: a new pty has none, and tqdm draws nothing in zero columns
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, COMPARE, *args],
+        [sys.executable, *COMPARE, *args],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -347,7 +353,7 @@ def test_terminal_gets_bars_unless_quiet_or_tqdm_disable(folder_root, tmp_path):
 
 
 def config_of(*argv):
-    return compare.resolve_config(compare.build_parser().parse_args(list(argv)))
+    return cli.resolve_config(cli.build_parser().parse_args(list(argv)))
 
 
 def test_configuration_holds_only_the_settings_that_apply(folder_root):
@@ -394,16 +400,16 @@ def test_config_hash_covers_the_runs_own_settings_only():
     spelled_out = config_of(
         "--losses", "triplet", "--epochs", "3", "--iters-per-epoch", "40", "--glyph-samples", "24"
     )
-    assert compare.config_hash(cfg, "triplet") == compare.config_hash(other_beta, "triplet")
-    assert compare.config_hash(cfg, "htl") != compare.config_hash(other_beta, "htl")
-    assert compare.config_hash(cfg, "triplet") == compare.config_hash(spelled_out, "triplet")
+    assert config.config_hash(cfg, "triplet") == config.config_hash(other_beta, "triplet")
+    assert config.config_hash(cfg, "htl") != config.config_hash(other_beta, "htl")
+    assert config.config_hash(cfg, "triplet") == config.config_hash(spelled_out, "triplet")
     wider = config_of("--losses", "triplet", "htl", "--quick", "--embedding-size", "32")
-    assert compare.config_hash(cfg, "triplet") != compare.config_hash(wider, "triplet")
+    assert config.config_hash(cfg, "triplet") != config.config_hash(wider, "triplet")
 
 
 def run_cfg(hyperparameters):
     """What build_sampler, build_tree_hook and run_options read: B = 64, m = t = 4."""
-    return dict(
+    return RunConfig(
         batch_size=64,
         classes_per_anchor=4,
         samples_per_class=4,
@@ -413,14 +419,14 @@ def run_cfg(hyperparameters):
     )
 
 
-@pytest.mark.parametrize("name", sorted(compare.CHOICE_VARIANTS))
+@pytest.mark.parametrize("name", sorted(variants.CHOICE_VARIANTS))
 def test_choice_variants_set_exactly_their_option(name, blob_dataset):
     """Each open-choice or diagnosis row changes one option of HTL and nothing else."""
-    options = compare.CHOICE_VARIANTS[name]
-    loss, miner, _ = compare.build_loss(name, {"beta": 0.1}, collect_stats=False)
+    options = variants.CHOICE_VARIANTS[name]
+    loss, miner, _ = variants.build_loss(name, {"beta": 0.1}, collect_stats=False)
     cfg = run_cfg({name: {"beta": 0.1}, "htl": {"beta": 0.1}})
-    sampler = compare.build_sampler(name, 0, cfg, np.repeat(np.arange(40), 5), 1)
-    default = compare.build_loss("htl", {"beta": 0.1}, collect_stats=False)[0]
+    sampler = parts.build_sampler(name, 0, cfg, np.repeat(np.arange(40), 5), 1)
+    default = variants.build_loss("htl", {"beta": 0.1}, collect_stats=False)[0]
     expected = dict(default.tree_options)
     expected.update({k: v for k, v in options.items() if k in default.tree_options})
     assert dict(loss.tree_options) == expected and miner is None
@@ -430,15 +436,15 @@ def test_choice_variants_set_exactly_their_option(name, blob_dataset):
     assert sampler.anchors_per_batch == 64 // (m * 4)
     clean, augmented = blob_dataset, torch.utils.data.Subset(blob_dataset, range(len(blob_dataset)))
     splits = types.SimpleNamespace(train=augmented, train_eval=clean)
-    hook = compare.build_tree_hook(name, [loss, sampler], splits, cfg, False)
+    hook = parts.build_tree_hook(name, [loss, sampler], splits, cfg, False)
     assert hook.statistics_from == options.get("statistics_from", "inference")
     assert loss.gathers_statistics == (hook.statistics_from == "training")
-    view = compare.run_options(name, cfg)["tree_view"]
+    view = config.run_options(name, cfg)["tree_view"]
     assert view == options.get("tree_view", "training" if "statistics_from" in options else "clean")
     if view != "training":
         assert hook.dataset is (augmented if view == "augmented" else clean)
-    assert compare.run_options(name, cfg)["rebuild"] == options.get("rebuild", "every_epoch")
-    assert compare.config_hash(compare_cfg(), name) != compare.config_hash(compare_cfg(), "htl")
+    assert config.run_options(name, cfg)["rebuild"] == options.get("rebuild", "every_epoch")
+    assert config.config_hash(compare_cfg(), name) != config.config_hash(compare_cfg(), "htl")
 
 
 def test_tuned_htl_options_reach_sampler_hook_and_loss(blob_dataset):
@@ -452,18 +458,18 @@ def test_tuned_htl_options_reach_sampler_hook_and_loss(blob_dataset):
         "samples_per_class": 2,
     }
     cfg = run_cfg({"htl": hp})
-    loss, _, _ = compare.build_loss("htl", hp, collect_stats=False)
+    loss, _, _ = variants.build_loss("htl", hp, collect_stats=False)
     assert loss.beta == 0.3 and loss.margin_scale == 0.25
-    sampler = compare.build_sampler("htl", 0, cfg, np.repeat(np.arange(40), 5), 1)
+    sampler = parts.build_sampler("htl", 0, cfg, np.repeat(np.arange(40), 5), 1)
     assert (sampler.classes_per_anchor, sampler.samples_per_class) == (8, 2)
     augmented = torch.utils.data.Subset(blob_dataset, range(len(blob_dataset)))
     splits = types.SimpleNamespace(train=augmented, train_eval=blob_dataset)
-    hook = compare.build_tree_hook("htl", [loss, sampler], splits, cfg, False)
+    hook = parts.build_tree_hook("htl", [loss, sampler], splits, cfg, False)
     assert hook.dataset is augmented and hook.statistics_from == "inference"
 
 
 def compare_cfg():
-    return {"hyperparameters": {n: {"beta": 0.1} for n in ["htl", *compare.CHOICE_VARIANTS]}}
+    return {"hyperparameters": {n: {"beta": 0.1} for n in ["htl", *variants.CHOICE_VARIANTS]}}
 
 
 def test_too_few_training_classes_for_a_batch_is_one_error_line(folder_root, tmp_path):

@@ -19,7 +19,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from benchmarks import compare
+import benchmarks.training.run
+from benchmarks import cli, compare
 from benchmarks.data import DataError, DataSplits, RGBFirst, load_dataset
 from benchmarks.evaluation import recall_ks
 
@@ -346,12 +347,12 @@ def test_recall_ks_above_the_neighbours_are_left_out_or_refused(fakes):
 )
 def test_recall_ks_flag_is_validated(ks, message):
     with pytest.raises(SystemExit, match="^error: --recall-ks " + re.escape(message)):
-        compare.resolve_config(compare.build_parser().parse_args(["--recall-ks", *ks]))
+        cli.resolve_config(cli.build_parser().parse_args(["--recall-ks", *ks]))
 
 
 def test_recall_ks_flag_is_recorded_sorted():
-    args = compare.build_parser().parse_args(["--recall-ks", "4", "1", "2"])
-    assert compare.resolve_config(args)["recall_ks"] == [1, 2, 4]
+    args = cli.build_parser().parse_args(["--recall-ks", "4", "1", "2"])
+    assert cli.resolve_config(args)["recall_ks"] == [1, 2, 4]
 
 
 # --------------------------------------------------------------------------- errors
@@ -496,7 +497,9 @@ def test_missing_images_are_one_error_naming_the_first(tmp_path, fake):
 def test_missing_images_stop_compare_before_any_model_is_built(tmp_path, monkeypatch):
     root = make_sop(str(tmp_path))
     os.remove(os.path.join(root, "Stanford_Online_Products", "cabinet_final", "111085122001_0.JPG"))
-    monkeypatch.setattr(compare, "build_models", lambda *a: pytest.fail("model built"))
+    monkeypatch.setattr(
+        benchmarks.training.run, "build_models", lambda *a: pytest.fail("model built")
+    )
     with pytest.raises(
         SystemExit, match=r"^error: 1 of the 24 images .*/cabinet_final/111085122001_0"
     ):

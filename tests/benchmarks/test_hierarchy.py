@@ -13,8 +13,11 @@ import torch
 from PIL import Image
 
 from benchmarks import compare
+from benchmarks.config import RunConfig
+from benchmarks.console import Console
 from benchmarks.data import load_dataset
 from benchmarks.evaluation import hierarchy
+from benchmarks.training.epochs import EpochEnd
 from pml_htl import HierarchicalClassTree
 from pml_htl.tree.linkage import cut_levels
 
@@ -205,9 +208,9 @@ def test_epoch_end_measures_the_hooks_tree_in_the_trainers_label_space(blob_data
         set_min_label_to_zero=True,
         dataset_labels=blob_dataset.labels,
     )
-    cfg = {"epochs": 3, "eval_every": 1, "iters_per_epoch": 5}
+    cfg = RunConfig(epochs=3, eval_every=1, iters_per_epoch=5)
     hook = TreeRebuildHook(blob_dataset)
-    epoch_end = compare.EpochEnd(cfg, None, hook, "t", compare.Console(quiet=True), 1)
+    epoch_end = EpochEnd(cfg, None, hook, "t", Console(quiet=True), 1)
     epoch_end.hierarchy = hierarchy.HierarchyTracker(blob_dataset.labels, supers)
     epoch_end.rebuild_tree(trainer, 2)
     assert hook.tree.labels.tolist() == list(range(12))
@@ -303,8 +306,8 @@ def _run(loss, seed, hierarchy_entries=None):
 
 
 def _cfg(out, losses):
-    return {"losses": losses, "seeds": [0, 1], "recall_ks": [1], "out": str(out),
-            "dataset": "glyphs", "epochs": 2, "iters_per_epoch": 5}  # fmt: skip
+    return RunConfig(losses=losses, seeds=[0, 1], recall_ks=[1], out=str(out),
+                     dataset="glyphs", epochs=2, iters_per_epoch=5)  # fmt: skip
 
 
 def test_reports_show_the_last_trees_mean_and_std_over_seeds(tmp_path):

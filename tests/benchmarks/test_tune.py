@@ -9,7 +9,8 @@ import pytest
 import torch
 from helpers import write_folder_dataset
 
-from benchmarks import compare, tune
+from benchmarks import compare, runner, tune, variants
+from benchmarks.config import RunConfig
 from benchmarks.data import DataSplits
 
 
@@ -66,20 +67,20 @@ def budget(trials=3, folds=2, iters=5):
 
 
 def tuning_cfg(out, losses=("triplet",)):
-    return {
-        "dataset": "glyphs",
-        "augment": "none",
-        "batch_size": 8,
-        "classes_per_anchor": 2,
-        "samples_per_class": 2,
-        "iters_per_epoch": 100,
-        "epochs": 10,
-        "losses": list(losses),
-        "seeds": [0],
-        "out": str(out),
-        "hyperparameters": {loss: dict(compare.HYPERPARAMETERS[loss]) for loss in losses},
-        "tune": budget(),
-    }
+    return RunConfig(
+        dataset="glyphs",
+        augment="none",
+        batch_size=8,
+        classes_per_anchor=2,
+        samples_per_class=2,
+        iters_per_epoch=100,
+        epochs=10,
+        losses=list(losses),
+        seeds=[0],
+        out=str(out),
+        hyperparameters={loss: dict(variants.HYPERPARAMETERS[loss]) for loss in losses},
+        tune=budget(),
+    )
 
 
 def scored_by_margin(calls):
@@ -101,7 +102,9 @@ def test_equal_trials_default_first_and_best_kept(tmp_path):
     record = tune.tune_loss("triplet", cfg, splits, scored_by_margin(calls), lambda line: None)
     assert len(record["trials"]) == 3 and len(calls) == 3 * 2  # trials x folds
     assert record["trials"][0]["untuned_default"]
-    assert record["trials"][0]["params"] == {"margin": compare.HYPERPARAMETERS["triplet"]["margin"]}
+    assert record["trials"][0]["params"] == {
+        "margin": variants.HYPERPARAMETERS["triplet"]["margin"]
+    }
     assert {c[1] for c in calls} == {5}  # tune_iters iterations per fold
     values = [t["value"] for t in record["trials"]]
     margins = [t["params"]["margin"] for t in record["trials"]]
@@ -116,7 +119,7 @@ def test_a_killed_search_resumes_with_the_interrupted_configuration(tmp_path):
     splits = splits_of(np.repeat(np.arange(12), 4))
     calls = []
     tune.tune_loss(
-        "triplet", {**cfg, "tune": budget(trials=1)}, splits, scored_by_margin(calls), print
+        "triplet", cfg.replace(tune=budget(trials=1)), splits, scored_by_margin(calls), print
     )
     # a kill in the middle of the second trial leaves it RUNNING in the storage
     study = tune.open_study(cfg, "triplet")
@@ -150,7 +153,7 @@ def test_a_changed_budget_other_than_trials_starts_a_new_study(tmp_path):
 
 
 def test_htl_search_space_keeps_m_t_within_the_batch():
-    cfg = {"batch_size": 8, "augment": "none"}
+    cfg = RunConfig(batch_size=8, augment="none")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(30):
         trial = study.ask()
@@ -160,7 +163,7 @@ def test_htl_search_space_keeps_m_t_within_the_batch():
         assert 0 <= hp["beta"] <= 1 and 0 <= hp["margin_scale"] <= 1
         assert hp["tree_view"] in ("clean", "training")  # no augmentation: no augmented view
         study.tell(trial, 0.0)
-    views = tune.htl_tree_views({"augment": "light"})
+    views = tune.htl_tree_views(RunConfig(augment="light"))
     assert views == ["clean", "augmented", "training"]
 
 
@@ -186,13 +189,13 @@ def test_tiny_tuning_run_never_touches_test_classes_and_retrains_the_best(
     folder16, tmp_path, monkeypatch
 ):
     seen = []
-    real_run_one = compare.run_one
+    real_run_one = runner.run_one
 
     def spy(loss, seed, cfg, splits, *args, **kwargs):
         seen.append((loss, cfg, splits))
         return real_run_one(loss, seed, cfg, splits, *args, **kwargs)
 
-    monkeypatch.setattr(compare, "run_one", spy)
+    monkeypatch.setattr(runner, "run_one", spy)
     out = tmp_path / "out"
     compare.main(tiny_args(folder16, out))
     results = json.loads((out / "results.json").read_text())

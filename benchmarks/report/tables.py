@@ -1,17 +1,17 @@
-"""Reports of benchmarks/compare.py: summary over seeds, markdown table, CSV, convergence plot."""
+"""The comparison's numbers as text: the summary over seeds, results.md's tables
+(accuracy, paired tests, HTL's margins, the tree against superclasses, tuning) and
+results.csv."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
-import tempfile
-from typing import Any, Collection, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
+from benchmarks.config import RunConfig
 from benchmarks.stats import convergence, significance
 
 METRIC_COLUMNS = [
@@ -21,7 +21,7 @@ METRIC_COLUMNS = [
     ("NMI", "NMI"),
     ("AMI", "AMI"),
 ]
-#: Where the data have verification pairs (cfg["verification"]): the k-fold
+#: Where the data have verification pairs (RunConfig.verification): the k-fold
 #: accuracy's mean and its std over the folds.
 VERIFICATION_COLUMNS = [
     ("lfw_verification_accuracy", "LFW verif."),
@@ -41,36 +41,18 @@ HIERARCHY_COLUMNS = [
 ]
 
 
-def atomic_write(path: str, data: Union[str, bytes]) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half file."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    binary = isinstance(data, bytes)
-    try:
-        with os.fdopen(
-            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
-        ) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def metric_columns(cfg: RunConfig) -> List[Tuple[str, str]]:
+    return METRIC_COLUMNS + (VERIFICATION_COLUMNS if cfg.verification else [])
 
 
-def metric_columns(cfg) -> List[Tuple[str, str]]:
-    return METRIC_COLUMNS + (VERIFICATION_COLUMNS if cfg.get("verification") else [])
+def metric_keys(cfg: RunConfig) -> List[str]:
+    return [f"recall_at_{k}" for k in cfg.recall_ks] + [k for k, _ in metric_columns(cfg)]
 
 
-def metric_keys(cfg) -> List[str]:
-    return [f"recall_at_{k}" for k in cfg["recall_ks"]] + [k for k, _ in metric_columns(cfg)]
-
-
-def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
+def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Dict[str, Dict[str, Any]]:
     """Per loss: the seeds, and (mean, std) over them of every metric and timing."""
     table: Dict[str, Dict[str, Any]] = {}
-    for loss in cfg["losses"]:
+    for loss in cfg.losses:
         mine = [r for r in runs if r["loss"] == loss]
         if not mine:
             continue
@@ -89,8 +71,8 @@ def summarize(runs: List[Dict[str, Any]], cfg) -> Dict[str, Dict[str, Any]]:
     return table
 
 
-def markdown_table(table, cfg, titles: Mapping[str, str], statistics=None) -> str:
-    cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg["recall_ks"]] + [
+def markdown_table(table, cfg: RunConfig, titles: Mapping[str, str], statistics=None) -> str:
+    cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg.recall_ks] + [
         c for c in metric_columns(cfg) if any(c[0] in row for row in table.values())
     ]
     best = {}
@@ -138,7 +120,7 @@ def markdown_table(table, cfg, titles: Mapping[str, str], statistics=None) -> st
     return "\n".join(lines) + "\n"
 
 
-def csv_text(runs, cfg) -> str:
+def csv_text(runs: List[Dict[str, Any]], cfg: RunConfig) -> str:
     keys = metric_keys(cfg)
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -152,44 +134,16 @@ def csv_text(runs, cfg) -> str:
     return buf.getvalue()
 
 
-def convergence_png(runs, cfg, titles: Mapping[str, str], dashed: Collection[str]) -> bytes:
-    """R@1 against iteration, one line per loss (``dashed``: the ablations)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for loss in cfg["losses"]:
-        mine = [r for r in runs if r["loss"] == loss]
-        if not mine:
-            continue
-        its = [p["iteration"] for p in mine[0]["curve"]]
-        values = np.array([[100 * p["recall_at_1"] for p in r["curve"]] for r in mine])
-        mean = values.mean(0)
-        style = "--" if loss in dashed else "-"
-        ax.plot(its, mean, style, marker="o", ms=3, label=titles[loss])
-        if len(mine) > 1:
-            ax.fill_between(its, values.min(0), values.max(0), alpha=0.15)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("R@1 (%) on unseen test classes")
-    ax.set_title(f"Convergence on {cfg['dataset']} (mean over seeds {cfg['seeds']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png_bytes(fig)
-
-
-def results_markdown(table, cfg, titles: Mapping[str, str], statistics=None) -> str:
+def results_markdown(table, cfg: RunConfig, titles: Mapping[str, str], statistics=None) -> str:
     """results.md: a short header, the table, the paired tests, HTL's diagnostics,
     the tree against the superclasses, and the tuning."""
     statistics = statistics or {}
     speed = statistics.get("convergence", {})
-    tuned = " with tuned hyper-parameters" if cfg.get("tuning") else ""
+    tuned = " with tuned hyper-parameters" if cfg.tuning else ""
     header = (
-        f"# {cfg['dataset']}: final accuracy after {cfg['epochs'] * cfg['iters_per_epoch']} "
+        f"# {cfg.dataset}: final accuracy after {cfg.epochs * cfg.iters_per_epoch} "
         f"iterations{tuned} (%, mean ± half width of the 95% t interval over the n seeds)\n\n"
-        f"Training augmentation: {cfg.get('augment', 'none')}. "
+        f"Training augmentation: {cfg.augment}. "
         "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
         "excluded; tree s: time spent building class trees. Best value per column in bold; "
         "† / ‡: differs from HTL / from the triplet loss (paired test, Holm-corrected "
@@ -202,15 +156,15 @@ def results_markdown(table, cfg, titles: Mapping[str, str], statistics=None) -> 
             f"mean ± 95% half width over seeds. R@1 is evaluated every {speed['resolution']} "
             "iterations, the resolution of these numbers.\n\n"
         )
-    if cfg.get("verification"):
-        header += f"LFW verif.: {cfg['verification']}; fold std: its std over the folds.\n\n"
+    if cfg.verification:
+        header += f"LFW verif.: {cfg.verification}; fold std: its std over the folds.\n\n"
     return (
         header
         + markdown_table(table, cfg, titles, statistics)
         + significance.tests_markdown(statistics.get("tests", []), titles)
         + diagnostics_markdown(statistics.get("diagnostics", {}), titles)
         + hierarchy_markdown(table, titles)
-        + tuning_markdown(cfg.get("tuning"), titles)
+        + tuning_markdown(cfg.tuning, titles)
     )
 
 
@@ -233,7 +187,7 @@ def diagnostics_summary(runs, losses) -> Dict[str, Dict[str, Any]]:
             continue
         row = {}
         for which, index in (("first", 0), ("last", -1)):
-            flat = [_flatten(entries[index]) for entries in mine]
+            flat = [flatten_diagnostics(entries[index]) for entries in mine]
             row[which] = {
                 key: float(np.mean([f[key] for f in flat if f.get(key) is not None]))
                 for key, _, _ in DIAGNOSTIC_COLUMNS
@@ -244,7 +198,7 @@ def diagnostics_summary(runs, losses) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _flatten(entry: Dict[str, Any]) -> Dict[str, Any]:
+def flatten_diagnostics(entry: Dict[str, Any]) -> Dict[str, Any]:
     flat = dict(entry)
     for side in ("near", "far"):
         summary = entry.get(f"alpha_{side}")
@@ -339,124 +293,3 @@ def hierarchy_markdown(table, titles: Mapping[str, str]) -> str:
             cells.append(f"{mean:.3f}" + (f" ± {std:.3f}" if len(row["seeds"]) > 1 else ""))
         lines.append(f"| {titles[loss]} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
     return "\n".join(lines) + "\n"
-
-
-def hierarchy_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
-    """Dendrogram purity and ARI against iteration (mean over seeds), the random-tree
-    floor dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    measures = [("dendrogram_purity", "dendrogram purity"), ("adjusted_rand_index", "ARI")]
-    for ax, (key, label) in zip(axes, measures):
-        for loss in cfg["losses"]:
-            mine = [r for r in runs if r["loss"] == loss and r.get("hierarchy")]
-            if not mine:
-                continue
-            its = [e["iteration"] for e in mine[0]["hierarchy"]]
-            values = np.array([[_nan(e[key]) for e in r["hierarchy"]] for r in mine])
-            (line,) = ax.plot(its, values.mean(0), marker="o", ms=3, label=titles[loss])
-            floor = np.array([[_nan(e["random_" + key]) for e in r["hierarchy"]] for r in mine])
-            ax.plot(its, floor.mean(0), "--", color=line.get_color(), alpha=0.7,
-                    label=f"{titles[loss]}: random tree")  # fmt: skip
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Class tree against the superclasses of {cfg['dataset']}")
-    fig.tight_layout()
-    return _png_bytes(fig)
-
-
-def diagnostics_png(runs, cfg, titles: Mapping[str, str]) -> bytes:
-    """Per tree (mean over seeds): the median margin of near and far pairs, and the
-    fraction of active triplets with the far negatives' share of the hinge."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for loss in cfg["losses"]:
-        mine = [r["diagnostics"] for r in runs if r["loss"] == loss and r.get("diagnostics")]
-        if not mine:
-            continue
-        length = min(len(entries) for entries in mine)
-        its = [e["iteration"] for e in mine[0][:length]]
-
-        def series(key):
-            rows = [[_nan(_flatten(e).get(key)) for e in entries[:length]] for entries in mine]
-            return np.nanmean(np.array(rows, dtype=float), axis=0)
-
-        (line,) = axes[0].plot(its, series("alpha_far_p50"), marker="o", ms=3,
-                               label=f"{titles[loss]}: far")  # fmt: skip
-        axes[0].plot(its, series("alpha_near_p50"), "--", marker="o", ms=3,
-                     color=line.get_color(), label=f"{titles[loss]}: near")  # fmt: skip
-        axes[1].plot(its, series("active_fraction"), marker="o", ms=3, color=line.get_color(),
-                     label=f"{titles[loss]}: active triplets")  # fmt: skip
-        axes[1].plot(its, series("far_hinge_share"), ":", marker="o", ms=3,
-                     color=line.get_color(), label=f"{titles[loss]}: far share")  # fmt: skip
-    axes[0].set_ylabel("median margin alpha (squared units)")
-    axes[1].set_ylabel("fraction")
-    for ax in axes:
-        ax.set_xlabel("iteration (tree built)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"HTL's margins per tree on {cfg['dataset']} (mean over seeds)")
-    fig.tight_layout()
-    return _png_bytes(fig)
-
-
-def _png_bytes(fig) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _nan(value) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def write_reports(
-    runs, cfg, environment, titles: Mapping[str, str], dashed: Collection[str] = ()
-) -> str:
-    """Write results.json, .csv, .md, convergence.png (and hierarchy.png when the runs
-    measured their trees) to cfg["out"]; return the markdown."""
-    out = cfg["out"]
-    table = summarize(runs, cfg)
-    statistics = {
-        "intervals": significance.intervals(runs, cfg["losses"], metric_keys(cfg)),
-        "tests": significance.pairwise_tests(runs, cfg["losses"]),
-        "convergence": convergence.convergence(runs, cfg["losses"]),
-        "diagnostics": diagnostics_summary(runs, cfg["losses"]),
-    }
-    results = {
-        "configuration": cfg,
-        "environment": environment,
-        "summary": {
-            k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
-            for k, row in table.items()
-        },
-        "statistics": statistics,
-        "runs": runs,
-    }
-    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
-    atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
-    markdown = results_markdown(table, cfg, titles, statistics)
-    atomic_write(os.path.join(out, "results.md"), markdown)
-    if runs:
-        atomic_write(
-            os.path.join(out, "convergence.png"), convergence_png(runs, cfg, titles, dashed)
-        )
-    if any(r.get("diagnostics") for r in runs):
-        atomic_write(os.path.join(out, "margins.png"), diagnostics_png(runs, cfg, titles))
-    if any(r.get("hierarchy") for r in runs):
-        atomic_write(os.path.join(out, "hierarchy.png"), hierarchy_png(runs, cfg, titles))
-    return markdown
