@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks import device_report  # noqa: E402
+from benchmarks import device_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "device_check.sh"
@@ -163,10 +162,10 @@ def test_log_parsers():
 
 def test_render_a_failed_run(tmp_path):
     steps = [
-        ("environment", "0", "3.0", "30", "python benchmarks/device_report.py environment x"),
+        ("environment", "0", "3.0", "30", "python -m benchmarks.device_report environment x"),
         ("tests", "1", "50.2", "160", "env PML_HTL_TEST_DEVICE=cuda python -m pytest -q -x tests/"),
-        ("perf", "0", "80.0", "140", "python benchmarks/perf.py --device cuda --quick"),
-        ("compare", "124", "130.0", "130", "python benchmarks/compare.py --quick --device cuda"),
+        ("perf", "0", "80.0", "140", "python -m benchmarks.perf --device cuda --quick"),
+        ("compare", "124", "130.0", "130", "python -m benchmarks.compare --quick --device cuda"),
     ]
     (tmp_path / "steps.tsv").write_text("".join("\t".join(s) + "\n" for s in steps))
     (tmp_path / "env.json").write_text(json.dumps({"nvidia-smi": "NVIDIA H200, 580.1, 1 MiB"}))
