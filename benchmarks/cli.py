@@ -32,6 +32,7 @@ from benchmarks.variants import (
     DIAGNOSIS_ABLATIONS,
     HYPERPARAMETERS,
     MAIN_LOSSES,
+    build_loss,
 )
 
 #: The settings a flag of the same name sets (besides the preset's and --quick's).
@@ -55,6 +56,18 @@ FLAG_SETTINGS = (
     "googlenet_transform_input",
     "augment",
 )
+
+
+class UsageError(SystemExit):
+    """A command line that cannot run, found at start-up: the entry point prints
+    ``str(error)`` (one ``error: ...`` line) and exits with status 2, as argparse does."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 # --------------------------------------------------------------------------- flags
@@ -324,3 +337,17 @@ def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:
             check_pretrained_weights(cfg.backbone, weights)
         except WeightsError as e:
             raise SystemExit(f"error: {e}")
+
+
+def check_losses_build(cfg: RunConfig, hp_items: Optional[List[str]] = None) -> None:
+    """Build each loss (and its miner) once with its hyper-parameters, so that a
+    value the loss refuses (``--hp htl.beta=5``) stops the run before any data are
+    loaded, not when that loss's turn comes."""
+    for loss in cfg.losses:
+        try:
+            build_loss(loss, cfg.hyperparameters[loss], collect_stats=False)
+        except (TypeError, ValueError) as e:
+            given = [item for item in hp_items or [] if item.split(".", 1)[0] == loss]
+            flags = f"--hp {' '.join(given)}" if given else f"{loss}'s hyper-parameters"
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"error: {flags}: {loss} refuses them: {reason}")

@@ -42,6 +42,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = cli.build_parser(__doc__).parse_args(argv)
     cfg = cli.resolve_config(args)
     cli.check_trunk(args, cfg)
+    cli.check_losses_build(cfg, args.hp)
     logging.getLogger("PML").setLevel(logging.WARNING)
     rank, world_size, cfg = runner.init_distributed(cfg)
     console = Console(quiet=args.quiet, rank=rank)
@@ -53,4 +54,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except cli.UsageError as error:
+        sys.stderr.write(f"{error}\n")
+        raise SystemExit(error.code)

@@ -216,6 +216,35 @@ def test_bad_hyperparameter_override():
         compare.main(["--hp", "htl.gamma=3"])
 
 
+def test_a_hyperparameter_the_loss_refuses_stops_the_run_before_any_data(monkeypatch):
+    """Each loss is built once at start-up: a value it refuses is one error line
+    (exit status 2, as argparse's), before the data and the other losses' runs."""
+
+    def data_loaded(*args, **kwargs):
+        raise AssertionError("a data set was loaded")
+
+    monkeypatch.setattr(runner, "load_dataset", data_loaded)
+    with pytest.raises(SystemExit) as err:
+        compare.main(["--hp", "htl.beta=5", "--device", "cpu"])
+    assert err.value.code == 2
+    message = str(err.value)
+    assert message.startswith("error: --hp htl.beta=5: htl refuses them: beta must lie in [0, 4]")
+    assert "\n" not in message
+
+
+def test_a_refused_hyperparameter_is_one_line_on_stderr():
+    done = subprocess.run(
+        [sys.executable, *COMPARE, "--hp", "htl.beta=5", "--device", "cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: --hp htl.beta=5: ") and done.stderr.count("\n") == 1
+
+
 def test_two_processes_under_torchrun(folder_root, tmp_path):
     """compare.py under torchrun (gloo, loopback) finishes and writes its results."""
     out = tmp_path / "ddp"
