@@ -159,7 +159,7 @@ def storage_url(out: str) -> str:
     return "sqlite:///" + os.path.abspath(os.path.join(folder, "optuna.db"))
 
 
-def open_study(cfg: RunConfig, loss: str):
+def open_study(cfg: RunConfig, loss: str) -> Any:
     """The loss's stored study (created if new). A trial a killed run left running is
     marked failed and its configuration queued again."""
     import optuna

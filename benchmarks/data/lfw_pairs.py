@@ -32,7 +32,7 @@ class PairList:
 
 @dataclass(frozen=True)
 class IndexedPairs:
-    """Pairs as indices into an evaluation data set (what compare.py embeds)."""
+    """Pairs as indices into an evaluation data set (the query set the benchmark embeds)."""
 
     index1: np.ndarray
     index2: np.ndarray

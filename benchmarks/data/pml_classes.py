@@ -4,7 +4,7 @@ are checked (benchmarks/data/listing.py), their images converted to RGB."""
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def load_with_pml_class(
     )
 
 
-def fields(split: Split):
+def fields(split: Split) -> Tuple[List[str], List[int]]:
     """(paths, labels) of a split, as PathDataset takes them."""
     return split.paths, split.labels
 

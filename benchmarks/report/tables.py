@@ -7,12 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from benchmarks.config import RunConfig
 from benchmarks.stats import convergence, significance
+
+#: Per loss: its seeds, and (mean, std) over them of each metric and timing.
+Summary = Dict[str, Dict[str, Any]]
 
 METRIC_COLUMNS = [
     ("precision_at_1", "P@1"),
@@ -49,7 +52,7 @@ def metric_keys(cfg: RunConfig) -> List[str]:
     return [f"recall_at_{k}" for k in cfg.recall_ks] + [k for k, _ in metric_columns(cfg)]
 
 
-def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Dict[str, Dict[str, Any]]:
+def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Summary:
     """Per loss: the seeds, and (mean, std) over them of every metric and timing."""
     table: Dict[str, Dict[str, Any]] = {}
     for loss in cfg.losses:
@@ -71,7 +74,12 @@ def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Dict[str, Dict[str,
     return table
 
 
-def markdown_table(table, cfg: RunConfig, titles: Mapping[str, str], statistics=None) -> str:
+def markdown_table(
+    table: Summary,
+    cfg: RunConfig,
+    titles: Mapping[str, str],
+    statistics: Optional[Dict[str, Any]] = None,
+) -> str:
     cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg.recall_ks] + [
         c for c in metric_columns(cfg) if any(c[0] in row for row in table.values())
     ]
@@ -134,7 +142,12 @@ def csv_text(runs: List[Dict[str, Any]], cfg: RunConfig) -> str:
     return buf.getvalue()
 
 
-def results_markdown(table, cfg: RunConfig, titles: Mapping[str, str], statistics=None) -> str:
+def results_markdown(
+    table: Summary,
+    cfg: RunConfig,
+    titles: Mapping[str, str],
+    statistics: Optional[Dict[str, Any]] = None,
+) -> str:
     """results.md: a short header, the table, the paired tests, HTL's diagnostics,
     the tree against the superclasses, and the tuning."""
     statistics = statistics or {}
@@ -178,7 +191,9 @@ DIAGNOSTIC_COLUMNS = [
 ]
 
 
-def diagnostics_summary(runs, losses) -> Dict[str, Dict[str, Any]]:
+def diagnostics_summary(
+    runs: List[Dict[str, Any]], losses: Sequence[str]
+) -> Dict[str, Dict[str, Any]]:
     """Per loss, the first and the last tree's diagnostics, mean over seeds."""
     out = {}
     for loss in losses:
@@ -206,7 +221,7 @@ def flatten_diagnostics(entry: Dict[str, Any]) -> Dict[str, Any]:
     return flat
 
 
-def diagnostics_markdown(summary, titles: Mapping[str, str]) -> str:
+def diagnostics_markdown(summary: Dict[str, Dict[str, Any]], titles: Mapping[str, str]) -> str:
     if not summary:
         return ""
     lines = [
@@ -233,7 +248,7 @@ def diagnostics_markdown(summary, titles: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tuning_markdown(tuning, titles: Mapping[str, str]) -> str:
+def tuning_markdown(tuning: Optional[Dict[str, Any]], titles: Mapping[str, str]) -> str:
     """The search behind the hyper-parameters: budget, and per loss the best trial
     against the untuned default."""
     if not tuning:
@@ -268,7 +283,7 @@ def tuning_markdown(tuning, titles: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hierarchy_markdown(table, titles: Mapping[str, str]) -> str:
+def hierarchy_markdown(table: Summary, titles: Mapping[str, str]) -> str:
     """The learned tree against the superclasses, for the losses that measured it."""
     rows = {loss: row for loss, row in table.items() if "dendrogram_purity" in row}
     if not rows:

@@ -10,7 +10,7 @@ correction, and the marks results.md puts on significant differences.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from benchmarks.stats import paired
 from benchmarks.stats.holm_correction import holm
@@ -25,7 +25,9 @@ MARKS = {"htl": "†", "triplet": "‡"}
 ALPHA = 0.05
 
 
-def intervals(runs: List[Dict[str, Any]], losses: Sequence[str], metrics: Sequence[str]):
+def intervals(
+    runs: List[Dict[str, Any]], losses: Sequence[str], metrics: Sequence[str]
+) -> Dict[str, Dict[str, Any]]:
     """{loss: {metric: t_interval over the loss's seeds}}."""
     out: Dict[str, Dict[str, Any]] = {}
     for loss in losses:
@@ -94,7 +96,7 @@ def marks(tests: List[Dict[str, Any]], loss: str, metric: str) -> str:
     return out
 
 
-def tests_markdown(tests: List[Dict[str, Any]], titles) -> str:
+def tests_markdown(tests: List[Dict[str, Any]], titles: Mapping[str, str]) -> str:
     """The table of paired tests (differences in points: first loss minus second)."""
     if not tests:
         return ""

@@ -28,7 +28,7 @@ def build_models(
 
 def build_sampler(
     loss_name: str, seed: int, cfg: RunConfig, train_labels: np.ndarray, world_size: int
-):
+) -> torch.utils.data.Sampler:
     """Anchor-neighbour batches where HTL's method prescribes them (and for every loss
     under torchrun); PML's MPerClassSampler, t samples per class, otherwise."""
     from pytorch_metric_learning import samplers as pml_samplers
@@ -92,7 +92,7 @@ def build_optimizers(
 
 def build_tree_hook(
     loss_name: str, consumers: Sequence[Any], splits: DataSplits, cfg: RunConfig, progress: bool
-):
+) -> Optional[Any]:
     """The hook that rebuilds the class tree for the losses that use one, else None.
     Its statistics come from the tree view: the clean evaluation views of the
     training set, its augmented training views, or the training steps."""
