@@ -2,8 +2,8 @@
 # pml_htl's check on one CUDA GPU, in at most 8 minutes:
 #   1. the test suite with CUDA as the test device:
 #        PML_HTL_TEST_DEVICE=cuda python -m pytest -q -x tests/
-#   2. python benchmarks/perf.py --device cuda --quick
-#   3. python benchmarks/compare.py --quick --device cuda
+#   2. python -m benchmarks.perf --device cuda --quick
+#   3. python -m benchmarks.compare --quick --device cuda
 # then the report docs/perf_cuda.md: the GPU, driver, CUDA, torch, faiss and PML
 # versions, the date, the commit, each step's exit status and wall time, the
 # test summary line, perf.py's table and compare.py's summary lines.
@@ -12,7 +12,7 @@
 #   bash benchmarks/device_check.sh --dry-run [--out REPORT.md]
 #
 # --dry-run checks the script itself on the CPU with tiny steps (a few tests,
-# perf.py --quick --repeats 1, a one-iteration compare.py); its report goes to
+# perf --quick --repeats 1, a one-iteration compare); its report goes to
 # results/device_check_dry_run.md unless --out says otherwise, never to docs/.
 #
 # What it expects: a checkout of this repository (any working directory) and
@@ -166,14 +166,14 @@ if [ -n "$MISSING" ]; then
 fi
 
 # ------------------------------------------------------------------ the steps
-run_step environment 20 "$PY" benchmarks/device_report.py environment "$WORK/env.json"
+run_step environment 20 "$PY" -m benchmarks.device_report environment "$WORK/env.json"
 # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
 run_step tests 200 env PML_HTL_TEST_DEVICE=$DEVICE "$PY" -m pytest $PYTEST_ARGS
-run_step perf 120 "$PY" benchmarks/perf.py "${PERF_ARGS[@]}" --out "$WORK/perf.md"
-run_step compare 110 "$PY" benchmarks/compare.py "${COMPARE_ARGS[@]}" --out "$WORK/compare"
+run_step perf 120 "$PY" -m benchmarks.perf "${PERF_ARGS[@]}" --out "$WORK/perf.md"
+run_step compare 110 "$PY" -m benchmarks.compare "${COMPARE_ARGS[@]}" --out "$WORK/compare"
 
 # ------------------------------------------------------------------ the report
-RENDER=(benchmarks/device_report.py render --work "$WORK" --out "$OUT")
+RENDER=(-m benchmarks.device_report render --work "$WORK" --out "$OUT")
 [ "$DRY_RUN" = 1 ] && RENDER+=(--dry-run)
 if ! timeout 10 "$PY" "${RENDER[@]}" 2>"$WORK/render.log" &&
     ! timeout 10 python3 "${RENDER[@]}" 2>>"$WORK/render.log"; then

@@ -1,7 +1,7 @@
 """The Markdown report of benchmarks/device_check.sh, from the logs of its steps.
 
-    python benchmarks/device_report.py environment ENV.json
-    python benchmarks/device_report.py render --work DIR --out REPORT.md [--dry-run]
+    python -m benchmarks.device_report environment ENV.json
+    python -m benchmarks.device_report render --work DIR --out REPORT.md [--dry-run]
 
 ``environment`` records the machine and the versions (torch and the rest are
 imported inside it, so a broken install is a line in the report, not a
@@ -24,6 +24,13 @@ import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
+
+if not __package__:  # run as a file: benchmarks/ is then no package to import from
+    sys.stderr.write(
+        "error: run the benchmark as a module from the repository root: "
+        "python -m benchmarks.device_report ...\n"
+    )
+    raise SystemExit(2)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Exit statuses of GNU timeout: the step ran past its limit.
@@ -55,7 +62,6 @@ def _version(module: str) -> str:
 
 def environment() -> Dict[str, str]:
     """The machine and the versions, each as a string."""
-    sys.path.insert(0, ROOT)
     info = {"python": platform.python_version()}
     smi = _run(
         ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]

@@ -1,8 +1,10 @@
 """Speed and memory of HTL's pieces, as ratios against baselines measured in the same run.
 
-    python benchmarks/perf.py            # every comparison (a few minutes on 2 CPU cores)
-    python benchmarks/perf.py --quick    # about a minute: smaller sizes
-    python benchmarks/perf.py --device cuda
+    python -m benchmarks.perf            # every comparison (a few minutes on 2 CPU cores)
+    python -m benchmarks.perf --quick    # about a minute: smaller sizes
+    python -m benchmarks.perf --device cuda
+
+(from the repository root).
 
 Each comparison runs in fresh subprocesses, so peak memory is the increase of
 the process's maximum resident set (CPU) or of torch's peak allocation (CUDA)
@@ -29,6 +31,13 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
+
+if not __package__:  # run as a file: benchmarks/ is then no package to import from
+    sys.stderr.write(
+        "error: run the benchmark as a module from the repository root: "
+        "python -m benchmarks.perf ...\n"
+    )
+    raise SystemExit(2)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -421,7 +430,7 @@ WORKERS = {
 
 def _subprocess(kind: str, args: Dict[str, Any]) -> Dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(args)],
+        [sys.executable, "-m", "benchmarks.perf", "--worker", kind, json.dumps(args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -679,7 +688,6 @@ def main(argv=None) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        sys.path.insert(0, ROOT)
         result = WORKERS[sys.argv[2]](json.loads(sys.argv[3]))
         print(json.dumps(result))
     else:

@@ -17,11 +17,12 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Mapping
 
 import numpy as np
 
-from benchmarks.data import DataSplits
+from benchmarks.config import RunConfig
+from benchmarks.data.splits import DataSplits
 
 #: Cheap enough for a 2-core CPU on the glyphs (the measured wall time is in
 #: README); the Reality Check's own budget is far larger (README, "Tuning").
@@ -43,7 +44,7 @@ def _log(trial, name: str, low: float, high: float) -> float:
 #: Each loss's search space: its loss parameters only (the Reality Check's
 #: practice), HTL's also its tree view and its sampler's m and t at the fixed
 #: batch size. Squared distances between unit vectors lie in [0, 4].
-SEARCH_SPACES: Dict[str, Callable[[Any, Dict[str, Any]], Dict[str, Any]]] = {
+SEARCH_SPACES: Dict[str, Callable[[Any, RunConfig], Dict[str, Any]]] = {
     "contrastive": lambda t, cfg: {
         "pos_margin": _uniform(t, "pos_margin", 0.0, 1.0),
         "neg_margin": _uniform(t, "neg_margin", 0.0, 2.0),
@@ -69,28 +70,28 @@ SEARCH_SPACES: Dict[str, Callable[[Any, Dict[str, Any]], Dict[str, Any]]] = {
 }
 
 
-def htl_tree_views(cfg: Dict[str, Any]) -> List[str]:
+def htl_tree_views(cfg: RunConfig) -> List[str]:
     """Without augmentation the augmented view is the clean one: left out."""
-    if cfg["augment"] == "none":
+    if cfg.augment == "none":
         return ["clean", "training"]
     return ["clean", "augmented", "training"]
 
 
-def htl_sampler_space(trial, cfg: Dict[str, Any]) -> Dict[str, int]:
+def htl_sampler_space(trial, cfg: RunConfig) -> Dict[str, int]:
     """m and t among 2, 4, 8 with m t dividing the batch size (B fixed)."""
-    B = cfg["batch_size"]
+    B = cfg.batch_size
     pairs = [f"{m}x{t}" for m in (2, 4, 8) for t in (2, 4, 8) if B % (m * t) == 0]
     m, t = (int(v) for v in trial.suggest_categorical("m_x_t", pairs).split("x"))
     return {"classes_per_anchor": m, "samples_per_class": t}
 
 
-def default_params(loss: str, hp: Dict[str, Any], cfg: Dict[str, Any]) -> Dict[str, Any]:
+def default_params(loss: str, hp: Dict[str, Any], cfg: RunConfig) -> Dict[str, Any]:
     """The untuned configuration in the search space's parameter names."""
     params = {k: v for k, v in hp.items() if k in SEARCH_PARAMETER_NAMES[loss]}
     if loss == "htl":
         params.setdefault("margin_scale", 1.0)
         params["tree_view"] = "clean"
-        params["m_x_t"] = f"{cfg['classes_per_anchor']}x{cfg['samples_per_class']}"
+        params["m_x_t"] = f"{cfg.classes_per_anchor}x{cfg.samples_per_class}"
     return params
 
 
@@ -137,17 +138,18 @@ def fold_splits(splits: DataSplits, held_out: np.ndarray) -> DataSplits:
 
 
 # --------------------------------------------------------------------------- studies
-def tuning_hash(cfg: Dict[str, Any], loss: str) -> str:
+def tuning_hash(record: Mapping[str, Any], loss: str) -> str:
     """What a stored study must have been made with to be continued (the trial count
-    is not in it: a larger --trials extends a study)."""
+    is not in it: a larger --trials extends a study): a hash of the record (a
+    RunConfig, or results.json's "configuration" before tuning)."""
     keep = {
         k: v
-        for k, v in cfg.items()
+        for k, v in record.items()
         if k not in ("losses", "seeds", "out", "num_workers", "quick", "hyperparameters", "tune")
     }
-    keep["tune"] = {k: v for k, v in cfg["tune"].items() if k != "trials"}
+    keep["tune"] = {k: v for k, v in record["tune"].items() if k != "trials"}
     keep["loss"] = loss
-    keep["defaults"] = cfg["hyperparameters"][loss]
+    keep["defaults"] = record["hyperparameters"][loss]
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -157,7 +159,7 @@ def storage_url(out: str) -> str:
     return "sqlite:///" + os.path.abspath(os.path.join(folder, "optuna.db"))
 
 
-def open_study(cfg: Dict[str, Any], loss: str):
+def open_study(cfg: RunConfig, loss: str) -> Any:
     """The loss's stored study (created if new). A trial a killed run left running is
     marked failed and its configuration queued again."""
     import optuna
@@ -165,13 +167,13 @@ def open_study(cfg: Dict[str, Any], loss: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial
     name = f"{loss}-{tuning_hash(cfg, loss)}"
     study = optuna.create_study(
-        storage=storage_url(cfg["out"]), study_name=name, direction="maximize", load_if_exists=True
+        storage=storage_url(cfg.out), study_name=name, direction="maximize", load_if_exists=True
     )
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"resumed_from": trial.number})
     if not study.trials:
-        hp = cfg["hyperparameters"][loss]
+        hp = cfg.hyperparameters[loss]
         study.enqueue_trial(default_params(loss, hp, cfg), user_attrs={"untuned_default": True})
     # seeded by the number of trials so far: a resumed search draws on
     study.sampler = optuna.samplers.TPESampler(seed=TUNE_SEED + len(study.trials))
@@ -184,7 +186,7 @@ def complete_trials(study) -> list:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def hyperparameters_of(loss: str, params: Dict[str, Any], cfg: Dict[str, Any]) -> Dict[str, Any]:
+def hyperparameters_of(loss: str, params: Dict[str, Any], cfg: RunConfig) -> Dict[str, Any]:
     """compare.py's hyper-parameters from a trial's parameters."""
     import optuna
 
@@ -192,24 +194,29 @@ def hyperparameters_of(loss: str, params: Dict[str, Any], cfg: Dict[str, Any]) -
     return SEARCH_SPACES[loss](trial, cfg)
 
 
-def trial_config(cfg: Dict[str, Any], loss: str, hp: Dict[str, Any]) -> Dict[str, Any]:
+def trial_config(cfg: RunConfig, loss: str, hp: Dict[str, Any]) -> RunConfig:
     """A training run of one fold: tune_iters iterations, evaluated at the end only,
     no CSV/TensorBoard logs."""
-    iters = cfg["tune"]["tune_iters"]
-    per_epoch = min(cfg["iters_per_epoch"], iters)
+    iters = cfg.tune["tune_iters"]
+    per_epoch = min(cfg.iters_per_epoch, iters)
     epochs = max(1, iters // per_epoch)
-    return {
-        **cfg,
-        "epochs": epochs,
-        "iters_per_epoch": per_epoch,
-        "eval_every": epochs,
-        "evaluate_start": False,
-        "hyperparameters": {**cfg["hyperparameters"], loss: hp},
-        "logs": False,
-    }
+    return cfg.replace(
+        epochs=epochs,
+        iters_per_epoch=per_epoch,
+        eval_every=epochs,
+        evaluate_start=False,
+        hyperparameters={**cfg.hyperparameters, loss: hp},
+        logs=False,
+    )
 
 
-def tune_loss(loss: str, cfg, splits: DataSplits, train_fold, say) -> Dict[str, Any]:
+def tune_loss(
+    loss: str,
+    cfg: RunConfig,
+    splits: DataSplits,
+    train_fold: Callable[[str, RunConfig, DataSplits], Dict[str, float]],
+    say: Callable[[str], None],
+) -> Dict[str, Any]:
     """Run the loss's remaining trials; return its study's record.
 
     ``train_fold(loss, trial_cfg, fold_splits)`` trains one fold (seed TUNE_SEED) and
@@ -217,13 +224,13 @@ def tune_loss(loss: str, cfg, splits: DataSplits, train_fold, say) -> Dict[str, 
     """
     if loss not in SEARCH_SPACES:
         raise SystemExit(f"error: --tune has no search space for {loss!r}: {sorted(SEARCH_SPACES)}")
-    tune = cfg["tune"]
+    tune = cfg.tune
     folds = class_folds(splits.train_labels, tune["folds"])
     study = open_study(cfg, loss)
     remaining = tune["trials"] - len(complete_trials(study))
 
     def objective(trial) -> float:
-        hp = {**cfg["hyperparameters"][loss], **SEARCH_SPACES[loss](trial, cfg)}
+        hp = {**cfg.hyperparameters[loss], **SEARCH_SPACES[loss](trial, cfg)}
         check_sampler_fits(loss, hp, cfg, splits.train_labels, folds)
         start = time.perf_counter()
         per_fold = []
@@ -252,10 +259,16 @@ def tune_loss(loss: str, cfg, splits: DataSplits, train_fold, say) -> Dict[str, 
     return study_record(loss, study, cfg)
 
 
-def check_sampler_fits(loss, hp, cfg, train_labels, folds) -> None:
+def check_sampler_fits(
+    loss: str,
+    hp: Dict[str, Any],
+    cfg: RunConfig,
+    train_labels: np.ndarray,
+    folds: List[np.ndarray],
+) -> None:
     """A batch of B / t classes must fit in every fold's training classes."""
-    t = hp.get("samples_per_class", cfg["samples_per_class"])
-    needed = cfg["batch_size"] // t
+    t = hp.get("samples_per_class", cfg.samples_per_class)
+    needed = cfg.batch_size // t
     smallest = len(np.unique(train_labels)) - max(len(f) for f in folds)
     if needed > smallest:
         raise SystemExit(
@@ -268,7 +281,7 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def study_record(loss: str, study, cfg) -> Dict[str, Any]:
+def study_record(loss: str, study, cfg: RunConfig) -> Dict[str, Any]:
     """Every trial (configuration, score, folds, state) and the best one."""
     done = complete_trials(study)
     if not done:
@@ -282,7 +295,7 @@ def study_record(loss: str, study, cfg) -> Dict[str, Any]:
         "best_value": best.value,
         "best_params": best.params,
         "best_hyperparameters": {
-            **cfg["hyperparameters"][loss],
+            **cfg.hyperparameters[loss],
             **hyperparameters_of(loss, best.params, cfg),
         },
         "trials": [

@@ -1,4 +1,4 @@
-"""PML's AccuracyCalculator module plus Recall@K as the metric-learning papers define it.
+"""PML's AccuracyCalculator with Recall@K as the metric-learning papers define it.
 
 Recall@K (Song et al. 2016; Ge et al. 2018) is the
 fraction of queries that have at least one sample of their own class among
@@ -15,17 +15,16 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils import common_functions as c_f
-from pytorch_metric_learning.utils.accuracy_calculator import *  # noqa: F401,F403
-from pytorch_metric_learning.utils.accuracy_calculator import (
+from pytorch_metric_learning.utils.inference import CustomKNN
+
+from benchmarks.evaluation.faiss_device import faiss_available, faiss_kmeans, faiss_knn
+from benchmarks.pml_compat import (
     EQUALITY,
     AccuracyCalculator,
     maybe_get_avg_of_avgs,
     nan_accuracy,
     try_getting_not_lone_labels,
 )
-from pytorch_metric_learning.utils.inference import CustomKNN
-
-from .faiss_device import faiss_available, faiss_kmeans, faiss_knn
 
 __all__ = [
     "AccuracyCalculator",

@@ -1,0 +1,353 @@
+"""The command line of benchmarks/compare.py: its flags, and the RunConfig they make.
+
+Every check that needs no data runs here, before anything is loaded: flags that do
+not apply to the chosen data set or backbone, the batch's shape, --tune's budget,
+--hp's overrides, the trunk's weights file. Each failure is one ``error: ...``
+line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from dataclasses import fields
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from benchmarks import tune
+from benchmarks.config import PRESETS, QUICK, SCOPED_SETTINGS, RunConfig, TuneBudget
+from benchmarks.data import AUGMENTATIONS, DATASETS
+from benchmarks.evaluation import recall_ks
+from benchmarks.models import (
+    BACKBONES,
+    WeightsError,
+    check_pretrained_weights,
+    random_init_problem,
+)
+from benchmarks.variants import (
+    ABLATIONS,
+    CHOICE_ABLATIONS,
+    DIAGNOSIS_ABLATIONS,
+    HYPERPARAMETERS,
+    MAIN_LOSSES,
+    build_loss,
+)
+
+#: The settings a flag of the same name sets (besides the preset's and --quick's).
+FLAG_SETTINGS = (
+    "dataset",
+    "backbone",
+    "embedding_size",
+    "batch_size",
+    "classes_per_anchor",
+    "samples_per_class",
+    "epochs",
+    "iters_per_epoch",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "image_size",
+    "glyph_samples",
+    "data_root",
+    "train_classes",
+    "pretrained_weights",
+    "googlenet_transform_input",
+    "augment",
+)
+
+
+class UsageError(SystemExit):
+    """A command line that cannot run, found at start-up: the entry point prints
+    ``str(error)`` (one ``error: ...`` line) and exits with status 2, as argparse does."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --------------------------------------------------------------------------- flags
+def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
+    """compare.py's flags; ``description``: the --help text above them."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
+    _add_what_to_run(p)
+    _add_model_and_training(p)
+    _add_evaluation_and_run(p)
+    _add_tuning(p)
+    p.add_argument("--out", default=None, help="default: results/<dataset>/")
+    return p
+
+
+def _add_what_to_run(p: argparse.ArgumentParser) -> None:
+    """The data set, the losses and the seeds."""
+    p.add_argument("--dataset", choices=DATASETS, default=None)
+    p.add_argument("--data-root", default=None, help="local data folder (never downloaded)")
+    p.add_argument("--train-classes", default=None, help="folder: file naming the train classes")
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        choices=MAIN_LOSSES + ABLATIONS + CHOICE_ABLATIONS + DIAGNOSIS_ABLATIONS,
+        default=None,
+    )
+    p.add_argument("--ablations", action="store_true", help="add the three ablation rows")
+    p.add_argument(
+        "--choices",
+        action="store_true",
+        help="add HTL with each open choice set otherwise (linkage, level counting, L, m,\n"
+        "the tree's statistics from the training steps)",
+    )
+    p.add_argument(
+        "--diagnosis",
+        action="store_true",
+        help="add HTL with lambda = 0 and 0.5, with its first tree kept, and with its tree\n"
+        "built from augmented training views",
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
+
+
+def _add_model_and_training(p: argparse.ArgumentParser) -> None:
+    """The settings of the model and its training."""
+    for key in (
+        "embedding_size",
+        "batch_size",
+        "classes_per_anchor",
+        "samples_per_class",
+        "epochs",
+        "iters_per_epoch",
+        "image_size",
+        "glyph_samples",
+    ):
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default=None)
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default=None,
+        help="training augmentation: standard (random resized crops and flips, the default\n"
+        "for photos), light (small shifts and rotations: characters, digits), none\n"
+        "(default for glyphs and Fashion-MNIST)",
+    )
+    p.add_argument("--backbone", choices=BACKBONES, default=None)
+    p.add_argument("--pretrained-weights", default=None, help="local state_dict for the trunk")
+    p.add_argument(
+        "--googlenet-transform-input",
+        choices=["auto", "on", "off"],
+        default=None,
+        help="googlenet's ImageNet input transform (auto: on with --pretrained-weights)",
+    )
+    p.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        help="--preset paper without --pretrained-weights: run anyway",
+    )
+
+
+def _add_evaluation_and_run(p: argparse.ArgumentParser) -> None:
+    """Evaluation, hyper-parameters, device and output."""
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    p.add_argument(
+        "--recall-ks",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Recall@K cut-offs, 1 among them (default: the data set's, as the literature "
+        "reports them;\na default K above the neighbours a query has is left out)",
+    )
+    p.add_argument("--hp", action="append", help="override a hyper-parameter: LOSS.KEY=VALUE")
+    p.add_argument("--device", default=None, help="default: cuda when available")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--quiet", action="store_true", help="print the final table only (no bars, no progress)"
+    )
+
+
+def _add_tuning(p: argparse.ArgumentParser) -> None:
+    """--tune and its budget."""
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune every loss first, with the same number of optuna trials on class-disjoint\n"
+        "folds of the training classes, then train the best configurations over --seeds\n"
+        "(stored in --out/tuning/optuna.db: a killed search resumes)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help=f"--tune: trials per loss (default {tune.DEFAULT_TRIALS})",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help=f"--tune: class-disjoint folds (default {tune.DEFAULT_FOLDS})",
+    )
+    p.add_argument(
+        "--tune-iters",
+        type=int,
+        default=None,
+        help=f"--tune: training iterations per fold (default {tune.DEFAULT_TUNE_ITERS})",
+    )
+
+
+# --------------------------------------------------------------------------- the RunConfig
+def settings_from_flags(args: argparse.Namespace) -> Dict[str, Any]:
+    """The model and training settings from RunConfig's defaults, the preset, --quick
+    and the flags, in that order."""
+    settings = {f.name: f.default for f in fields(RunConfig) if f.name in FLAG_SETTINGS}
+    settings.update(PRESETS[args.preset])
+    if args.quick:
+        settings.update(QUICK)
+    settings.update({k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k) is not None})
+    return settings
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """The run's configuration; a setting the chosen data set and backbone do not
+    read is None in it (and absent from its record)."""
+    settings = settings_from_flags(args)
+    check_flags_apply(args, settings)
+    weights = settings["pretrained_weights"]
+    choice = settings.pop("googlenet_transform_input") or "auto"
+    transform_input = choice == "on" or (choice == "auto" and bool(weights))
+    per_batch = settings["classes_per_anchor"] * settings["samples_per_class"]
+    if settings["batch_size"] % per_batch:
+        raise SystemExit(
+            f"error: --batch-size {settings['batch_size']} must be a multiple of m t = {per_batch}"
+        )
+    if args.eval_every < 1:
+        raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    budget = resolve_tuning(args)
+    losses = losses_to_run(args)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    out = args.out or os.path.join("results", settings["dataset"])
+    if world_size > 1 and args.out is None:
+        out = os.path.join("results", f"{settings['dataset']}-{world_size}proc")
+    return RunConfig(
+        **settings,
+        googlenet_transform_input=transform_input,
+        tune=budget,
+        losses=losses,
+        seeds=args.seeds,
+        preset=args.preset,
+        quick=args.quick,
+        eval_every=args.eval_every,
+        recall_ks=recall_ks.check_requested(args.recall_ks),
+        num_workers=args.num_workers,
+        hyperparameters=parse_hp(args.hp, losses),
+        out=out,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        world_size=world_size,
+    )
+
+
+def losses_to_run(args: argparse.Namespace) -> List[str]:
+    """--losses (default: the main five), then the rows --ablations, --choices and
+    --diagnosis add."""
+    losses = args.losses or list(MAIN_LOSSES)
+    if args.ablations:
+        losses += [a for a in ABLATIONS if a not in losses]
+    if args.choices:
+        losses += [a for a in CHOICE_ABLATIONS if a not in losses]
+    if args.diagnosis:
+        losses += [a for a in DIAGNOSIS_ABLATIONS if a not in losses]
+    return losses
+
+
+def resolve_tuning(args: argparse.Namespace) -> Optional[TuneBudget]:
+    """--tune's budget, or None; its flags without --tune are an error."""
+    flags = {"trials": args.trials, "folds": args.folds, "tune_iters": args.tune_iters}
+    if not args.tune:
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if given:
+            raise SystemExit(f"error: {', '.join(given)} applies only with --tune")
+        return None
+    defaults = {
+        "trials": tune.DEFAULT_TRIALS,
+        "folds": tune.DEFAULT_FOLDS,
+        "tune_iters": tune.DEFAULT_TUNE_ITERS,
+    }
+    budget = {k: defaults[k] if v is None else v for k, v in flags.items()}
+    for key, minimum in (("trials", 1), ("folds", 2), ("tune_iters", 1)):
+        if budget[key] < minimum:
+            flag = "--" + key.replace("_", "-")
+            raise SystemExit(f"error: {flag} must be >= {minimum}, got {budget[key]}")
+    return budget
+
+
+def parse_hp(items: Optional[List[str]], losses: List[str]) -> Dict[str, Dict[str, Any]]:
+    """The hyper-parameters of ``losses``: the variants' defaults with --hp's overrides."""
+    table = copy.deepcopy(HYPERPARAMETERS)
+    for item in items or []:
+        try:
+            lhs, value = item.split("=", 1)
+            loss, key = lhs.split(".", 1)
+            value = float(value)
+        except ValueError:
+            raise SystemExit(f"error: --hp expects LOSS.KEY=VALUE with a number, got {item!r}")
+        if loss not in table:
+            raise SystemExit(f"error: --hp: unknown loss {loss!r}; choose from {sorted(table)}")
+        if key not in table[loss]:
+            raise SystemExit(
+                f"error: --hp: {loss} has no hyper-parameter {key!r}: {sorted(table[loss])}"
+            )
+        if loss not in losses:
+            raise SystemExit(
+                f"error: --hp {item}: {loss} is not among the losses run ({' '.join(losses)})"
+            )
+        table[loss][key] = type(table[loss][key])(value)
+    return {loss: table[loss] for loss in losses}
+
+
+# --------------------------------------------------------------------------- start-up checks
+def check_flags_apply(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
+    """A flag for a setting the chosen data set or backbone does not read is an error."""
+    for key, (decider, values) in SCOPED_SETTINGS.items():
+        if getattr(args, key) is not None and settings[decider] not in values:
+            flag, decider_flag = "--" + key.replace("_", "-"), "--" + decider
+            raise SystemExit(
+                f"error: {flag} applies only to {decider_flag} {', '.join(values)}, "
+                f"not to {decider_flag} {settings[decider]}"
+            )
+
+
+def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """The trunk's weights, checked before any data are loaded: the file fits the
+    backbone, and the paper's protocol does not start from random weights unasked."""
+    weights = cfg.pretrained_weights
+    if args.allow_random_init and (weights or args.preset != "paper"):
+        raise SystemExit(
+            "error: --allow-random-init applies only to --preset paper without --pretrained-weights"
+        )
+    if args.preset == "paper" and not weights and not args.allow_random_init:
+        raise SystemExit(f"error: {random_init_problem(cfg.backbone)}")
+    if weights:
+        try:
+            check_pretrained_weights(cfg.backbone, weights)
+        except WeightsError as e:
+            raise SystemExit(f"error: {e}")
+
+
+def check_losses_build(cfg: RunConfig, hp_items: Optional[List[str]] = None) -> None:
+    """Build each loss (and its miner) once with its hyper-parameters, so that a
+    value the loss refuses (``--hp htl.beta=5``) stops the run before any data are
+    loaded, not when that loss's turn comes."""
+    for loss in cfg.losses:
+        try:
+            build_loss(loss, cfg.hyperparameters[loss], collect_stats=False)
+        except (TypeError, ValueError) as e:
+            given = [item for item in hp_items or [] if item.split(".", 1)[0] == loss]
+            flags = f"--hp {' '.join(given)}" if given else f"{loss}'s hyper-parameters"
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"error: {flags}: {loss} refuses them: {reason}")

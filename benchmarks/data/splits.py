@@ -1,0 +1,31 @@
+"""What a data set loader returns: the training views and the test split of unseen classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from benchmarks.data.lfw_pairs import IndexedPairs
+
+#: Recall@K cut-offs of the data sets the literature has none for.
+DEFAULT_RECALL_KS = (1, 2, 4, 8)
+
+
+@dataclass
+class DataSplits:
+    train: Dataset  # with training augmentation
+    train_eval: Dataset  # the same samples without augmentation (the tree hook embeds it)
+    query: Dataset
+    reference: Dataset
+    train_labels: np.ndarray
+    query_is_reference: bool
+    recall_ks: Sequence[int]
+    channels: int
+    description: str
+    pairs: Optional[IndexedPairs] = None  # verification pairs into ``query`` (faces)
+    #: (N,) superclass of every training sample (glyph script, SOP super_class_id,
+    #: In-shop garment category), or None: what the learned tree is measured against
+    train_superclasses: Optional[np.ndarray] = None

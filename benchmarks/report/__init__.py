@@ -1,0 +1,80 @@
+"""Reports of a comparison: results.json, results.csv, results.md and the plots,
+written to the run's --out after every finished run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Collection, Dict, List, Mapping, Union
+
+from benchmarks.config import RunConfig
+from benchmarks.report.plots import convergence_png, diagnostics_png, hierarchy_png
+from benchmarks.report.tables import (
+    csv_text,
+    diagnostics_summary,
+    metric_keys,
+    results_markdown,
+    summarize,
+)
+from benchmarks.stats import convergence, significance
+
+
+def atomic_write(path: str, data: Union[str, bytes]) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half file."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    binary = isinstance(data, bytes)
+    try:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_reports(
+    runs: List[Dict[str, Any]],
+    cfg: RunConfig,
+    environment: Dict[str, Any],
+    titles: Mapping[str, str],
+    dashed: Collection[str] = (),
+) -> str:
+    """Write results.json, .csv, .md, convergence.png (and hierarchy.png when the runs
+    measured their trees) to cfg.out; return the markdown."""
+    out = cfg.out
+    table = summarize(runs, cfg)
+    statistics = {
+        "intervals": significance.intervals(runs, cfg.losses, metric_keys(cfg)),
+        "tests": significance.pairwise_tests(runs, cfg.losses),
+        "convergence": convergence.convergence(runs, cfg.losses),
+        "diagnostics": diagnostics_summary(runs, cfg.losses),
+    }
+    results = {
+        "configuration": cfg.record(),
+        "environment": environment,
+        "summary": {
+            k: {m: list(v) if isinstance(v, tuple) else v for m, v in row.items()}
+            for k, row in table.items()
+        },
+        "statistics": statistics,
+        "runs": runs,
+    }
+    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
+    atomic_write(os.path.join(out, "results.csv"), csv_text(runs, cfg))
+    markdown = results_markdown(table, cfg, titles, statistics)
+    atomic_write(os.path.join(out, "results.md"), markdown)
+    if runs:
+        atomic_write(
+            os.path.join(out, "convergence.png"), convergence_png(runs, cfg, titles, dashed)
+        )
+    if any(r.get("diagnostics") for r in runs):
+        atomic_write(os.path.join(out, "margins.png"), diagnostics_png(runs, cfg, titles))
+    if any(r.get("hierarchy") for r in runs):
+        atomic_write(os.path.join(out, "hierarchy.png"), hierarchy_png(runs, cfg, titles))
+    return markdown
