@@ -2,9 +2,9 @@
 
 ``from pml_htl import losses, miners, samplers`` gives every PML loss, miner
 and sampler plus HTL's own, so a pipeline changes only its import line.
-HTL's objects: :class:`HierarchicalTripletLoss`, :class:`HierarchicalTripletMiner`,
-:class:`AnchorNeighborSampler`, :class:`TreeRebuildHook` and the class tree
-(:class:`HierarchicalClassTree`, built from :class:`ClassStatistics`).
+HTL's objects: `HierarchicalTripletLoss`, `HierarchicalTripletMiner`,
+`AnchorNeighborSampler`, `TreeRebuildHook` and the class tree
+(`HierarchicalClassTree`, built from `ClassStatistics`).
 """
 
 __version__ = "0.1.0"

@@ -5,8 +5,8 @@ On CUDA every value the host reads back (``.item()``, ``bool(t)``, ``int(t)``,
 ``repeat_interleave`` without ``output_size``) waits for every queued kernel:
 a host-device synchronisation that empties the GPU's queue in each training
 step. On the CPU it costs nothing. The loss and the miner ask
-:func:`syncs_are_costly` which algorithm to run, and check values with
-device-side asserts where :func:`device_side_checks` says so.
+`syncs_are_costly` which algorithm to run, and check values with
+device-side asserts where `device_side_checks` says so.
 
 Depends on torch only.
 """

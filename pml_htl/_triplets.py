@@ -225,7 +225,7 @@ def all_triplet_hinge_sum(
     sign: float,
     max_elements: int = 1 << 21,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """See :class:`AllTripletHingeSum`; ``max_elements`` bounds each chunk's working set."""
+    """See `AllTripletHingeSum`; ``max_elements`` bounds each chunk's working set."""
     return AllTripletHingeSum.apply(
         dist, offsets.to(dist.dtype), positive_mask, negative_mask, sign, max_elements
     )

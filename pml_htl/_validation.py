@@ -19,7 +19,7 @@ def require(
 ) -> None:
     """Raise ValueError(message) unless the 0-d bool tensor ``condition`` holds.
 
-    Where :func:`_sync.device_side_checks` says so (CUDA), an asynchronous
+    Where `_sync.device_side_checks` says so (CUDA), an asynchronous
     device-side assert instead: no host-device sync, but a failure stops the
     process's CUDA context (run with PML_HTL_EAGER_CHECKS=1 to get the
     ValueError). ``details`` gives a fuller message for the eager error only.
@@ -43,7 +43,7 @@ def check_labels(labels, name: str = "labels") -> None:
 
 def check_embeddings(embeddings, name: str = "embeddings", asynchronous: bool = False) -> None:
     """A 2-D floating-point tensor of finite values; ``asynchronous``: the
-    finiteness check goes through :func:`require` (the loss's and the miner's
+    finiteness check goes through `require` (the loss's and the miner's
     per-call path), else it reads the answer back at once."""
     if not torch.is_tensor(embeddings):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}")
@@ -120,7 +120,7 @@ def check_metric_inputs(embeddings, labels, ref_emb, ref_labels) -> None:
     """What the loss and the miner take: embeddings with labels, and optionally
     reference embeddings with their labels, of the same embedding size. Empty
     batches are allowed, as in PML (a zero loss, no triplets). Finiteness is
-    checked without a host-device sync on CUDA (:func:`require`)."""
+    checked without a host-device sync on CUDA (`require`)."""
     if labels is None:
         raise ValueError("labels are required: HTL's margins depend on the classes")
     check_embeddings_and_labels(embeddings, labels, allow_empty=True, asynchronous=True)

@@ -9,7 +9,7 @@ from pytorch_metric_learning.losses.cross_batch_memory import (
 
 class CrossBatchMemory(PMLCrossBatchMemory):
     """``pytorch_metric_learning.losses.CrossBatchMemory`` that also wraps
-    :class:`HierarchicalTripletLoss` (PML checks the loss's name against a
+    `HierarchicalTripletLoss` (PML checks the loss's name against a
     fixed list)."""
 
     @staticmethod

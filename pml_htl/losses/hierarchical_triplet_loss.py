@@ -55,8 +55,8 @@ class HierarchicalTripletLoss(
     in the tree, s_c the spread of class c, Z_M the number of triplets.
 
     Args:
-        tree: a :class:`~pml_htl.HierarchicalClassTree`, fixed. Usually left
-            out: a :class:`~pml_htl.TreeRebuildHook` registered with the loss
+        tree: a `HierarchicalClassTree`, fixed. Usually left
+            out: a `TreeRebuildHook` registered with the loss
             hands it a tree of the whole training set every epoch; without
             one the loss runs in drop-in mode.
         beta: beta, the constant part of the margin (default 0.1, the
@@ -68,11 +68,11 @@ class HierarchicalTripletLoss(
             training forwards. ``"auto"`` (default): a first tree after 10
             iterations, then each once its predicted build time is at most 3%
             of the training time since the last. An int: every this many
-            iterations. A :class:`~pml_htl.tree.RebuildSchedule` (copied) for
+            iterations. A `RebuildSchedule` (copied) for
             other settings. ``None``: no drop-in mode. Until a class is in
             the tree its margin is beta.
         num_levels, linkage, level_start: L and the open choices of the tree
-            (:class:`~pml_htl.HierarchicalClassTree`); by default those of
+            (`HierarchicalClassTree`); by default those of
             ``tree``, else 16, "average", 0. Every tree the loss receives
             must have been built with them.
         distance: default ``LpDistance(power=2)`` (squared distances of
@@ -106,8 +106,8 @@ class HierarchicalTripletLoss(
         >>> loss.backward()
 
         In training, register the loss (and an
-        :class:`~pml_htl.AnchorNeighborSampler`) with a
-        :class:`~pml_htl.TreeRebuildHook` instead of passing ``tree``.
+        `AnchorNeighborSampler`) with a
+        `TreeRebuildHook` instead of passing ``tree``.
     """
 
     def __init__(

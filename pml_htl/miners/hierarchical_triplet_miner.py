@@ -35,11 +35,11 @@ class HierarchicalTripletMiner(DefaultDistanceNames, TreeConsumerMixin, BaseMine
     the loss, so HTL's margin can drive any triplet or pair loss.
 
     Args:
-        tree: a :class:`~pml_htl.HierarchicalClassTree`. Or register the miner
-            with the :class:`~pml_htl.TreeRebuildHook`, or pass ``tree_source``.
+        tree: a `HierarchicalClassTree`. Or register the miner
+            with the `TreeRebuildHook`, or pass ``tree_source``.
             Without any tree alpha = beta (with a warning).
         tree_source: an object whose ``.tree`` the miner uses at every call,
-            e.g. a :class:`~pml_htl.losses.HierarchicalTripletLoss` in drop-in
+            e.g. a `HierarchicalTripletLoss` in drop-in
             mode (the miner then follows the loss's own trees).
         beta: beta of the margin (default 0.1), a squared distance in [0, 4].
         margin_scale: lambda, the scale of the tree's part of the margin

@@ -46,7 +46,7 @@ class AnchorNeighborSampler(Sampler[int]):
         anchors_per_batch: l'.
         classes_per_anchor: m, the anchor class included (default 4, ours).
         samples_per_class: t (default 4, ours).
-        tree: a :class:`~pml_htl.HierarchicalClassTree` knowing every class in
+        tree: a `HierarchicalClassTree` knowing every class in
             ``labels``; ``update_tree`` replaces it.
         length_before_new_iter: indices per pass (default ``len(labels)``),
             rounded down to whole batches.

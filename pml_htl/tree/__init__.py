@@ -1,9 +1,9 @@
 """The class tree and its statistics: the one place that holds HTL's tree math.
 
 This package depends on nothing above it in pml_htl (only on the argument
-checks, the device policy of ``_sync`` and the logger). :class:`TreeBuilder`
+checks, the device policy of ``_sync`` and the logger). `TreeBuilder`
 owns the statistics, the rebuild schedule and every build; the loss, miner,
-sampler and hook consume trees through :class:`TreeConsumer`.
+sampler and hook consume trees through `TreeConsumer`.
 """
 
 from .builder import TreeBuilder

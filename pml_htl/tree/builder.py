@@ -18,11 +18,11 @@ class TreeBuilder:
     """Gathers class statistics (n_c, S_c, Q_c) from training batches and builds trees.
 
     Drop-in mode is a builder with a schedule, owned by the loss: every
-    training forward calls :meth:`observe`, which builds a tree when the
+    training forward calls `observe`, which builds a tree when the
     schedule says so. ``TreeRebuildHook(statistics_from="training")`` owns a
     builder without a schedule: the registered loss feeds it, and the hook
     builds each tree from what it gathered. The hook's embedding pass builds
-    through :meth:`build` too, so every tree comes from this one code path.
+    through `build` too, so every tree comes from this one code path.
 
     Args:
         tree_options: L and the open choices of every tree built:
@@ -30,7 +30,7 @@ class TreeBuilder:
             left out).
         normalize: L2-normalise embeddings before the statistics, as the
             loss's distance does.
-        schedule: when :meth:`observe` builds a tree; ``None``: it only gathers.
+        schedule: when `observe` builds a tree; ``None``: it only gathers.
 
     Under torch.distributed the ranks' statistics are combined (one
     all-reduce) before each build, so that every rank builds the same tree.
@@ -61,7 +61,7 @@ class TreeBuilder:
 
     @property
     def statistics(self) -> Optional[ClassStatistics]:
-        """What was gathered since the last build or :meth:`take_statistics`
+        """What was gathered since the last build or `take_statistics`
         (None before any batch)."""
         return None if self._buffer is None else self._buffer.flush()
 
@@ -111,7 +111,7 @@ class TreeBuilder:
     def statistics_since(self, previous: HierarchicalClassTree) -> Tuple[ClassStatistics, str]:
         """The statistics gathered since ``previous`` was built, combined across
         ranks, with ``previous``'s for the classes no batch brought; and a
-        description for the log. Nothing is taken: see :meth:`take_statistics`."""
+        description for the log. Nothing is taken: see `take_statistics`."""
         gathered = self.statistics
         if gathered is None:  # no training step: every class keeps its statistics
             gathered = ClassStatistics.empty(

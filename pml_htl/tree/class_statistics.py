@@ -65,7 +65,7 @@ class ClassStatistics:
 
     @classmethod
     def empty(cls, embedding_size: int, device: Optional[torch.device] = None) -> "ClassStatistics":
-        """Statistics of no sample at all, to be filled with :meth:`update`."""
+        """Statistics of no sample at all, to be filled with `update`."""
         if not isinstance(embedding_size, int) or embedding_size < 1:
             raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
         f64 = dict(dtype=torch.float64, device=device)
@@ -81,7 +81,7 @@ class ClassStatistics:
         cls, labels: torch.Tensor, embedding_size: int, device: Optional[torch.device] = None
     ) -> "ClassStatistics":
         """Empty statistics over a known class index, so every later
-        :meth:`update` adds in place; drop unseen classes with :meth:`nonempty`."""
+        `update` adds in place; drop unseen classes with `nonempty`."""
         labels = torch.unique(torch.as_tensor(labels, device=device).long())
         C = labels.shape[0]
         f64 = dict(dtype=torch.float64, device=labels.device)
@@ -235,7 +235,7 @@ class ClassStatistics:
 
     @classmethod
     def from_tensor(cls, labels: torch.Tensor, packed: torch.Tensor) -> "ClassStatistics":
-        """Inverse of :meth:`as_tensor`."""
+        """Inverse of `as_tensor`."""
         return cls(labels, packed[:, 0], packed[:, 2:], packed[:, 1])
 
     def state_dict(self) -> Dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ class TreeRequirements:
             trees must be built with (the loss's).
         normalize: whether embeddings are L2-normalised before the statistics
             (as the consumer's distance does).
-        feeds_statistics: it can feed the hook's :class:`TreeBuilder` with the
+        feeds_statistics: it can feed the hook's `TreeBuilder` with the
             embeddings of its training forwards (the loss;
             ``statistics_from="training"``).
         batch_size: the batch size its batches need (the sampler's l' m t).
@@ -51,18 +51,18 @@ class TreeRequirements:
 
 @runtime_checkable
 class TreeConsumer(Protocol):
-    """What a :class:`~pml_htl.TreeRebuildHook` drives: the loss, the miner,
-    the sampler, or an object of yours (subclass :class:`TreeConsumerMixin`
+    """What a `TreeRebuildHook` drives: the loss, the miner,
+    the sampler, or an object of yours (subclass `TreeConsumerMixin`
     for the defaults).
 
     - **Registration.** ``hook.register(*consumers)`` reads
-      :meth:`requirements` of every consumer first and checks them against
+      `requirements` of every consumer first and checks them against
       each other and the hook's settings; only when all agree does it call
-      :meth:`attach` on each (which must not fail). A refused registration
+      `attach` on each (which must not fail). A refused registration
       changes nothing.
     - **Each rebuild.** The hook builds one tree (from an embedding pass, or
       from the statistics the loss fed its builder) and calls
-      :meth:`update_tree` on every consumer in registration order. A
+      `update_tree` on every consumer in registration order. A
       consumer that cannot take the tree raises and stays as it was; the
       hook then gives every consumer that already took it back its previous
       ``tree`` (read before the hand-out; ``None`` for none) with the same
@@ -92,12 +92,12 @@ class TreeConsumer(Protocol):
 
 
 class TreeConsumerMixin:
-    """The :class:`TreeConsumer` defaults: holds ``self.tree``, moves it to the
+    """The `TreeConsumer` defaults: holds ``self.tree``, moves it to the
     embeddings' device on use, and keeps it in the module's ``state_dict`` as
     plain tensors (weights-only ``torch.load`` restores it, whatever the number
     of classes).
 
-    ``awaits_hook_tree`` is set when a :class:`~pml_htl.TreeRebuildHook`
+    ``awaits_hook_tree`` is set when a `TreeRebuildHook`
     registers the object: using it before that hook has built a tree warns.
     """
 

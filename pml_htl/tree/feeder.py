@@ -16,7 +16,7 @@ class StatisticsFeederMixin(TreeConsumerMixin):
     """Feeds the detached embeddings of training forwards to ``tree_builder``:
 
     - its own builder with a schedule in drop-in mode (it builds the trees);
-    - a :class:`~pml_htl.TreeRebuildHook`'s builder with
+    - a `TreeRebuildHook`'s builder with
       ``statistics_from="training"`` (the hook builds them);
     - none when the tree is given, or a hook embeds the data set.
 
@@ -65,7 +65,7 @@ class StatisticsFeederMixin(TreeConsumerMixin):
             self.tree_builder = None
 
     def gather_statistics(self) -> None:
-        """Keep the statistics of every training forward until :meth:`take_statistics`."""
+        """Keep the statistics of every training forward until `take_statistics`."""
         if not self.gathers_statistics:
             self.tree_builder = TreeBuilder(self.tree_options, self.normalizes_embeddings)
 

@@ -92,7 +92,7 @@ def check_tree_matches(options: Dict[str, Any], tree: "HierarchicalClassTree", w
 class HierarchicalClassTree:
     """Classes merged level by level at the thresholds d_0 < ... < d_L.
 
-    Built from :class:`ClassStatistics` (``n_c``, ``S_c``, ``Q_c``) on their
+    Built from `ClassStatistics` (``n_c``, ``S_c``, ``Q_c``) on their
     device: class distances, the merge rounds, nearest-class search and every
     lookup run there. Up to 4,096 classes the merges run on a float64
     class-distance matrix; above, average linkage keeps no matrix (neighbour
@@ -374,7 +374,7 @@ class HierarchicalClassTree:
         Where reading back is free (CPU) it is looked up once per pair of
         classes present. Where it is not (CUDA) nothing is read back: every
         pair of samples is looked up, and unknown labels fail a device-side
-        assert (:func:`pml_htl._validation.require`).
+        assert (`require`).
         """
         if not _sync.syncs_are_costly(self.device):
             classes, inverse = torch.unique(labels, return_inverse=True)

@@ -17,7 +17,7 @@ AUTO = "auto"
 
 
 def check_tree_update_interval(value) -> Optional[Union[int, str, "RebuildSchedule"]]:
-    """``"auto"``, a positive int, a :class:`RebuildSchedule`, or None (drop-in mode off)."""
+    """``"auto"``, a positive int, a `RebuildSchedule`, or None (drop-in mode off)."""
     expected = f"{AUTO!r}, a positive int, a RebuildSchedule or None"
     if value is None or isinstance(value, RebuildSchedule):
         return value
@@ -130,7 +130,7 @@ class RebuildSchedule:
         self.next_iteration = iteration + self.first
 
     def build_finished(self, iteration: int, num_classes: int) -> None:
-        """Record the build that :meth:`build_started` began; plan the next."""
+        """Record the build that `build_started` began; plan the next."""
         now = self.clock()
         self.last_build = iteration
         if not self.adaptive:

@@ -10,7 +10,7 @@ from .class_statistics import ClassStatistics
 
 
 class StatisticsBuffer:
-    """Queues training batches and adds them to :class:`ClassStatistics` in bulk.
+    """Queues training batches and adds them to `ClassStatistics` in bulk.
 
     A batch is only copied into a buffer; once ``capacity`` rows are queued
     (or the statistics are read) they are normalised and summed per class in

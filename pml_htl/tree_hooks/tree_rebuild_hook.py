@@ -35,9 +35,9 @@ class TreeRebuildHook:
     Each rebuild embeds the whole ``dataset`` with the model in eval mode under
     ``no_grad`` (every submodule's mode is restored after), sums the class
     statistics, builds the tree on the model's device through its
-    :class:`~pml_htl.tree.TreeBuilder`, logs one line (logger "pml_htl",
+    `TreeBuilder`, logs one line (logger "pml_htl",
     INFO) and hands the tree to every registered
-    :class:`~pml_htl.tree.TreeConsumer` (all of them take it, or none). A
+    `TreeConsumer` (all of them take it, or none). A
     registered loss leaves drop-in mode. Under torch.distributed each rank
     embeds its shard, the statistics are summed in one all-reduce, and the
     ranks' trees are checked to be identical.
@@ -54,7 +54,7 @@ class TreeRebuildHook:
             (data, int label) items in the loss's label space, with
             ``.labels`` listing the labels where possible.
         consumers: the loss, miner and sampler (any
-            :class:`~pml_htl.tree.TreeConsumer`).
+            `TreeConsumer`).
         batch_size, num_workers, collate_fn: for the embedding pass.
         normalize: L2-normalise embeddings before the statistics (default: as
             the loss's distance does, else True).
@@ -81,7 +81,7 @@ class TreeRebuildHook:
         True
 
         With a PML 2 trainer, pass the hook (chained with others through
-        :func:`chain_hooks`) as ``end_of_epoch_hook`` and call
+        `chain_hooks`) as ``end_of_epoch_hook`` and call
         ``hook(trainer)`` once before ``trainer.train()``.
     """
 
@@ -143,7 +143,7 @@ class TreeRebuildHook:
         """Add consumers (all or none): the hook builds its trees with the
         registered loss's tree options and normalisation, and a loss leaves
         drop-in mode (with ``statistics_from="training"`` it feeds
-        :attr:`builder`)."""
+        `builder`)."""
         self._registration.add(consumers, self.builder)
         return self
 
