@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -29,3 +29,7 @@ class DataSplits:
     #: (N,) superclass of every training sample (glyph script, SOP super_class_id,
     #: In-shop garment category), or None: what the learned tree is measured against
     train_superclasses: Optional[np.ndarray] = None
+    #: the name of each superclass id, where the data set has names (glyph scripts)
+    superclass_names: Optional[Sequence[str]] = None
+    #: the name of each training class label (a glyph's character), for pictures
+    class_names: Optional[Mapping[int, str]] = None

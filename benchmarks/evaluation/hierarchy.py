@@ -239,3 +239,37 @@ class HierarchyTracker:
         self.entries.append(entry)
         self.seconds += time.perf_counter() - start
         return entry
+
+
+def tree_record(
+    tree,
+    dataset_labels: Sequence[int],
+    dataset_superclasses: Optional[Sequence] = None,
+    superclass_names: Optional[Sequence[str]] = None,
+    class_names: Optional[Dict[int, str]] = None,
+    label_fn: Optional[Callable] = None,
+) -> Dict:
+    """A class tree as plain lists for a run's JSON, enough to draw it again:
+    its labels, SciPy linkage matrix, thresholds d_l, and each class's
+    superclass and name where the data set has them (in the data set's terms)."""
+    labels = tree.labels.cpu().numpy()
+    record = {
+        "labels": labels.tolist(),
+        "linkage": np.round(tree.linkage_matrix(), 6).tolist(),
+        "thresholds": [round(float(t), 6) for t in tree.thresholds.cpu()],
+        "level_start": int(tree.level_start),
+        "superclasses": None,
+        "names": None,
+    }
+    if dataset_superclasses is not None:
+        supers = superclasses_of_tree_labels(labels, dataset_labels, dataset_superclasses, label_fn)
+        named = superclass_names is not None
+        record["superclasses"] = [
+            str(superclass_names[int(s)]) if named else str(s) for s in supers
+        ]
+    if class_names is not None:
+        own = np.unique(np.asarray(dataset_labels))
+        mapped = own if label_fn is None else np.asarray(label_fn(own)).reshape(-1)
+        back = {int(m): int(o) for m, o in zip(mapped, own)}
+        record["names"] = [class_names.get(back.get(int(c), int(c)), str(c)) for c in labels]
+    return record

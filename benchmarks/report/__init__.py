@@ -12,11 +12,13 @@ from benchmarks.config import RunConfig
 from benchmarks.report.plots import convergence_png, diagnostics_png, hierarchy_png
 from benchmarks.report.tables import (
     csv_text,
+    describe_run,
     diagnostics_summary,
     metric_keys,
     results_markdown,
     summarize,
 )
+from benchmarks.report.tree_picture import tree_png
 from benchmarks.stats import convergence, significance
 
 
@@ -77,4 +79,29 @@ def write_reports(
         atomic_write(os.path.join(out, "margins.png"), diagnostics_png(runs, cfg, titles))
     if any(r.get("hierarchy") for r in runs):
         atomic_write(os.path.join(out, "hierarchy.png"), hierarchy_png(runs, cfg, titles))
+    write_tree_pictures(runs, cfg, titles)
     return markdown
+
+
+def write_tree_pictures(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[str, str]):
+    """trees/<loss>__seed<seed>.png: the last tree of every run that built trees (drawn
+    once); tree.png: that of the first HTL run (the main loss where it ran)."""
+    with_tree = [r for r in runs if r.get("tree")]
+    for r in with_tree:
+        path = os.path.join(cfg.out, "trees", f"{r['loss']}__seed{r['seed']}.png")
+        if not os.path.exists(path):
+            atomic_write(path, tree_png(r["tree"], _tree_title(r, cfg, titles)))
+    htl = [r for r in with_tree if r["loss"].startswith("htl")]
+    if htl:
+        first = min(htl, key=lambda r: (r["loss"] != "htl", cfg.losses.index(r["loss"]), r["seed"]))
+        atomic_write(
+            os.path.join(cfg.out, "tree.png"),
+            tree_png(first["tree"], _tree_title(first, cfg, titles)),
+        )
+
+
+def _tree_title(run: Dict[str, Any], cfg: RunConfig, titles: Mapping[str, str]) -> str:
+    return (
+        f"The last class tree of {titles.get(run['loss'], run['loss'])}, seed {run['seed']}\n"
+        f"{describe_run(cfg)}"
+    )

@@ -3,13 +3,13 @@ the superclasses, and HTL's margins per tree."""
 
 from __future__ import annotations
 
-import io
 from typing import Any, Collection, Dict, List, Mapping
 
 import numpy as np
 
 from benchmarks.config import RunConfig
-from benchmarks.report.tables import flatten_diagnostics
+from benchmarks.report.png import png_bytes
+from benchmarks.report.tables import describe_run, flatten_diagnostics
 
 
 def convergence_png(
@@ -35,24 +35,29 @@ def convergence_png(
             ax.fill_between(its, values.min(0), values.max(0), alpha=0.15)
     ax.set_xlabel("iteration")
     ax.set_ylabel("R@1 (%) on unseen test classes")
-    ax.set_title(f"Convergence on {cfg.dataset} (mean over seeds {cfg.seeds})")
+    band = ", band: min to max over seeds" if len(cfg.seeds) > 1 else ""
+    ax.set_title(f"R@1 during training, mean over seeds{band}\n{describe_run(cfg)}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png_bytes(fig)
+    _legend_below(fig, ax)
+    return png_bytes(fig)
 
 
 def hierarchy_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[str, str]) -> bytes:
-    """Dendrogram purity and ARI against iteration (mean over seeds), the random-tree
-    floor dashed."""
+    """Dendrogram purity and ARI against iteration (mean over seeds), each beside its
+    floor (random trees of the same classes, dashed), on their whole range: purity
+    in [0, 1], ARI in [-0.1, 1] (0 is chance, 1 the superclasses exactly)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    measures = [("dendrogram_purity", "dendrogram purity"), ("adjusted_rand_index", "ARI")]
-    for ax, (key, label) in zip(axes, measures):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    measures = [
+        ("dendrogram_purity", "dendrogram purity", (0, 1)),
+        ("adjusted_rand_index", "ARI of the cut into the superclasses' number", (-0.1, 1)),
+    ]
+    for ax, (key, label, limits) in zip(axes, measures):
+        lowest = limits[0]
         for loss in cfg.losses:
             mine = [r for r in runs if r["loss"] == loss and r.get("hierarchy")]
             if not mine:
@@ -61,26 +66,32 @@ def hierarchy_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[st
             values = np.array([[_nan(e[key]) for e in r["hierarchy"]] for r in mine])
             (line,) = ax.plot(its, values.mean(0), marker="o", ms=3, label=titles[loss])
             floor = np.array([[_nan(e["random_" + key]) for e in r["hierarchy"]] for r in mine])
-            ax.plot(its, floor.mean(0), "--", color=line.get_color(), alpha=0.7,
-                    label=f"{titles[loss]}: random tree")  # fmt: skip
-        ax.set_xlabel("iteration")
+            ax.plot(its, floor.mean(0), "--", color=line.get_color(), alpha=0.7)
+            shown = np.concatenate([values.mean(0), floor.mean(0)])
+            if np.isfinite(shown).any():
+                lowest = min(lowest, float(np.nanmin(shown)) - 0.02)
+        ax.set_ylim(lowest, limits[1])
+        ax.set_xlabel("iteration (tree built)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Class tree against the superclasses of {cfg.dataset}")
-    fig.tight_layout()
-    return _png_bytes(fig)
+    axes[0].plot([], [], "--", color="grey", label="dashed: random trees (the floor)")
+    fig.suptitle(f"The class tree against the superclasses\n{describe_run(cfg)}", fontsize=10)
+    _legend_below(fig, axes[0])
+    return png_bytes(fig)
 
 
 def diagnostics_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[str, str]) -> bytes:
-    """Per tree (mean over seeds): the median margin of near and far pairs, and the
-    fraction of active triplets with the far negatives' share of the hinge."""
+    """Per tree (mean over seeds): the median margin of far (solid) and near
+    (dashed) class pairs, and the fraction of active triplets (solid) with the far
+    negatives' share of the hinge (dotted). Colours tell the losses apart, line
+    styles the series."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     for loss in cfg.losses:
         mine = [r["diagnostics"] for r in runs if r["loss"] == loss and r.get("diagnostics")]
         if not mine:
@@ -95,33 +106,48 @@ def diagnostics_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[
             ]
             return np.nanmean(np.array(rows, dtype=float), axis=0)
 
-        (line,) = axes[0].plot(its, series("alpha_far_p50"), marker="o", ms=3,
-                               label=f"{titles[loss]}: far")  # fmt: skip
-        axes[0].plot(its, series("alpha_near_p50"), "--", marker="o", ms=3,
-                     color=line.get_color(), label=f"{titles[loss]}: near")  # fmt: skip
-        axes[1].plot(its, series("active_fraction"), marker="o", ms=3, color=line.get_color(),
-                     label=f"{titles[loss]}: active triplets")  # fmt: skip
-        axes[1].plot(its, series("far_hinge_share"), ":", marker="o", ms=3,
-                     color=line.get_color(), label=f"{titles[loss]}: far share")  # fmt: skip
-    axes[0].set_ylabel("median margin alpha (squared units)")
+        (line,) = axes[0].plot(its, series("alpha_far_p50"), "-", marker="o", ms=3,
+                               label=titles[loss])  # fmt: skip
+        colour = line.get_color()
+        axes[0].plot(its, series("alpha_near_p50"), "--", marker="s", ms=3, color=colour)
+        axes[1].plot(its, series("active_fraction"), "-", marker="o", ms=3, color=colour)
+        axes[1].plot(its, series("far_hinge_share"), ":", marker="^", ms=3, color=colour)
+    axes[0].set_ylabel("median margin alpha (squared distance; 4 = antipodal)")
     axes[1].set_ylabel("fraction")
+    axes[1].set_ylim(0, 1)
     for ax in axes:
         ax.set_xlabel("iteration (tree built)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"HTL's margins per tree on {cfg.dataset} (mean over seeds)")
-    fig.tight_layout()
-    return _png_bytes(fig)
+    style = dict(color="black", ms=4)
+    axes[0].legend(
+        [Line2D([], [], ls="-", marker="o", **style), Line2D([], [], ls="--", marker="s", **style)],
+        ["far pairs", "near pairs (anchor-neighbour group)"],
+        handlelength=4, fontsize=8, loc="upper left",
+    )  # fmt: skip
+    axes[1].legend(
+        [Line2D([], [], ls="-", marker="o", **style), Line2D([], [], ls=":", marker="^", **style)],
+        ["active triplets", "far negatives' share of the hinge"],
+        handlelength=4, fontsize=8, loc="upper left",
+    )  # fmt: skip
+    fig.suptitle(f"HTL's margins per tree, mean over seeds\n{describe_run(cfg)}", fontsize=10)
+    _legend_below(
+        fig, None, handles=[ln for ln in axes[0].lines if not ln.get_label().startswith("_")]
+    )
+    return png_bytes(fig)
 
 
-def _png_bytes(fig) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+def _legend_below(fig, ax, handles=None) -> None:
+    """The losses' legend under the axes, off the data, in as many columns as fit."""
+    if handles is None:
+        handles = [h for h in ax.get_lines() if not h.get_label().startswith("_")]
+    if not handles:
+        fig.tight_layout()
+        return
+    columns = min(len(handles), 3)
+    rows = -(-len(handles) // columns)
+    fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8,
+               handlelength=3, frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.06 * rows + 0.02, 1, 1))
 
 
 def _nan(value) -> float:

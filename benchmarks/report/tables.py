@@ -74,17 +74,41 @@ def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Summary:
     return table
 
 
+#: Fewer seeds than this, or --quick: a smoke run, whose report names no winner.
+FINDING_SEEDS = 3
+
+
+def is_smoke_run(cfg: RunConfig) -> bool:
+    """A run too small to support a finding: --quick, or fewer than 3 seeds."""
+    return bool(cfg.quick) or len(cfg.seeds) < FINDING_SEEDS
+
+
+def describe_run(cfg: RunConfig) -> str:
+    """What was run, in one line (for titles)."""
+    seeds = ", ".join(str(s) for s in cfg.seeds)
+    text = (
+        f"{cfg.dataset}, {cfg.backbone}, {cfg.epochs * cfg.iters_per_epoch} iterations, "
+        f"seed{'s' if len(cfg.seeds) > 1 else ''} {seeds}"
+    )
+    if cfg.augment and cfg.augment != "none":
+        text += f", {cfg.augment} augmentation"
+    return text + (" (smoke run)" if is_smoke_run(cfg) else "")
+
+
 def markdown_table(
     table: Summary,
     cfg: RunConfig,
     titles: Mapping[str, str],
     statistics: Optional[Dict[str, Any]] = None,
+    rank: bool = True,
 ) -> str:
+    """The accuracy table; ``rank``: the best value per column in bold and the
+    significance marks (not for a smoke run)."""
     cols = [(f"recall_at_{k}", f"R@{k}") for k in cfg.recall_ks] + [
         c for c in metric_columns(cfg) if any(c[0] in row for row in table.values())
     ]
     best = {}
-    for key, _ in cols:
+    for key, _ in cols if rank else []:
         values = [row[key][0] for row in table.values() if key in row and key not in UNRANKED]
         if values:
             best[key] = max(values)
@@ -113,7 +137,7 @@ def markdown_table(
             half = None if interval is None else interval["half_width"]
             text = f"{100 * mean:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
             text = f"**{text}**" if key in best and math.isclose(mean, best[key]) else text
-            cells.append(text + significance.marks(tests, loss, key))
+            cells.append(text + (significance.marks(tests, loss, key) if rank else ""))
         loss_speed = speed.get("losses", {}).get(loss, {})
         if reference:
             cells.append(convergence.cell(loss_speed.get("to_reference")))
@@ -153,15 +177,39 @@ def results_markdown(
     statistics = statistics or {}
     speed = statistics.get("convergence", {})
     tuned = " with tuned hyper-parameters" if cfg.tuning else ""
-    header = (
-        f"# {cfg.dataset}: final accuracy after {cfg.epochs * cfg.iters_per_epoch} "
-        f"iterations{tuned} (%, mean ± half width of the 95% t interval over the n seeds)\n\n"
+    smoke = is_smoke_run(cfg)
+    if smoke:
+        why = (["--quick"] if cfg.quick else []) + (
+            [f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"]
+            if len(cfg.seeds) < FINDING_SEEDS
+            else []
+        )
+        header = (
+            f"# Smoke run, not a finding: {describe_run(cfg)}\n\n"
+            f"A check that the comparison runs ({', '.join(why)}): too short or too few "
+            "seeds to rank the losses, so no value is marked best and no difference "
+            "significant; the paired tests are in results.json. Run at least "
+            f"{FINDING_SEEDS} seeds at the full budget for a finding.\n\n"
+            f"Final accuracy after {cfg.epochs * cfg.iters_per_epoch} iterations{tuned} "
+            "(%, mean ± half width of the 95% t interval over the n seeds, where n > 1). "
+        )
+    else:
+        header = (
+            f"# {cfg.dataset}: final accuracy after {cfg.epochs * cfg.iters_per_epoch} "
+            f"iterations{tuned} (%, mean ± half width of the 95% t interval over the n "
+            f"seeds)\n\n{describe_run(cfg)}. "
+        )
+    header += (
         f"Training augmentation: {cfg.augment}. "
         "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
-        "excluded; tree s: time spent building class trees. Best value per column in bold; "
-        "† / ‡: differs from HTL / from the triplet loss (paired test, Holm-corrected "
-        f"p < {significance.ALPHA}; see Paired tests).\n\n"
+        "excluded; tree s: time spent building class trees."
     )
+    if not smoke:
+        header += (
+            " Best value per column in bold; † / ‡: differs from HTL / from the triplet "
+            f"loss (paired test, Holm-corrected p < {significance.ALPHA}; see Paired tests)."
+        )
+    header += "\n\n"
     if speed.get("resolution"):
         header += (
             f"iters to 95%: the first evaluated iteration with R@1 at or above 95% of the "
@@ -173,8 +221,8 @@ def results_markdown(
         header += f"LFW verif.: {cfg.verification}; fold std: its std over the folds.\n\n"
     return (
         header
-        + markdown_table(table, cfg, titles, statistics)
-        + significance.tests_markdown(statistics.get("tests", []), titles)
+        + markdown_table(table, cfg, titles, statistics, rank=not smoke)
+        + ("" if smoke else significance.tests_markdown(statistics.get("tests", []), titles))
         + diagnostics_markdown(statistics.get("diagnostics", {}), titles)
         + hierarchy_markdown(table, titles)
         + tuning_markdown(cfg.tuning, titles)

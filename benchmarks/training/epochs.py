@@ -52,6 +52,9 @@ class EpochEnd:
         self.diagnostics: Optional[MarginDiagnostics] = None
         #: False: the first tree is kept (the "rebuild": "first" diagnosis)
         self.rebuilds = rebuilds
+        #: the last tree built, and the map from the data set's labels to its labels
+        self.last_tree = None
+        self.last_label_fn = None
         self.bar = console.bar(total=self.epochs, desc=f"{name}: epochs")
         self.epoch_started = time.perf_counter()
 
@@ -73,15 +76,14 @@ class EpochEnd:
         start = time.perf_counter()
         self.tree_hook(trainer)
         self.tree_seconds += time.perf_counter() - start
+        self.last_tree, self.last_label_fn = self.tree_hook.tree, trainer_label_mapper(trainer)
         if self.diagnostics is not None:
             self.finish_diagnostics_period()
             self.diagnostics.start(self.tree_hook.tree, epoch * self.iters_per_epoch)
         if self.hierarchy is not None:
             self.hierarchy.record(
-                self.tree_hook.tree,
-                epoch * self.iters_per_epoch,
-                trainer_label_mapper(trainer),  # as the hook maps
-            )
+                self.tree_hook.tree, epoch * self.iters_per_epoch, self.last_label_fn
+            )  # labels mapped as the hook maps them
 
     def finish_diagnostics_period(self) -> None:
         """Close the running tree's diagnostics and log them (one line)."""

@@ -15,7 +15,7 @@ from benchmarks.data.splits import DataSplits
 from benchmarks.diagnostics import MarginDiagnostics
 from benchmarks.environment import describe_device, git_commit
 from benchmarks.evaluation.evaluate import QUERY_HITS, Evaluation
-from benchmarks.evaluation.hierarchy import HierarchyTracker
+from benchmarks.evaluation.hierarchy import HierarchyTracker, tree_record
 from benchmarks.training.epochs import EpochEnd, train
 from benchmarks.training.parts import (
     build_models,
@@ -95,7 +95,19 @@ def run_one(
         epoch_end.diagnostics.close()
     if rank != 0:
         return None
-    return collect_result(loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device)
+    result = collect_result(
+        loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device
+    )
+    if epoch_end.last_tree is not None:
+        result["tree"] = tree_record(
+            epoch_end.last_tree,
+            splits.train_labels,
+            splits.train_superclasses,
+            splits.superclass_names,
+            splits.class_names,
+            epoch_end.last_label_fn,
+        )
+    return result
 
 
 def collect_result(

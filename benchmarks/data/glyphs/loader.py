@@ -34,6 +34,8 @@ def load(request: DataRequest) -> DataSplits:
         f"glyphs ({len(np.unique(train.labels))} train / {len(np.unique(test.labels))} test "
         f"character classes, {samples_per_class} renderings each, 32x32)",
         train_superclasses=np.asarray(train.superclass_labels),
+        superclass_names=list(train.scripts),
+        class_names={int(c): train.class_names[c] for c in np.unique(train.labels)},
     )
 
 

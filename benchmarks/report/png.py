@@ -1,0 +1,15 @@
+"""A matplotlib figure as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
