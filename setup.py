@@ -20,7 +20,7 @@ extras = {
     "hooks": ["record-keeper>=0.9.32", "tensorboard"],
     "glyphs": glyphs,
     # benchmarks/ builds the glyphs and uses matplotlib and Pillow itself too;
-    # benchmarks/stats.py takes Holm and McNemar from statsmodels, tune.py optuna.
+    # benchmarks/stats/ takes Holm and McNemar from statsmodels, tune.py optuna.
     "bench": [
         "torchvision>=0.16",
         "faiss-cpu",
@@ -30,8 +30,10 @@ extras = {
     + glyphs,
     "dev": ["pytest>=7", "scipy>=1.10", "statsmodels>=0.13", "ruff>=0.5"],
 }
+# the documentation site (mkdocs.yml); the tests build it with --strict
+extras["docs"] = ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"]
 # the tests run the examples, whose PML trainer logs through record-keeper
-extras["dev"] = sorted(set(extras["dev"] + extras["bench"] + extras["hooks"]))
+extras["dev"] = sorted(set(extras["dev"] + extras["bench"] + extras["hooks"] + extras["docs"]))
 
 setup(
     name="pml_htl",

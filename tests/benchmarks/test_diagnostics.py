@@ -404,3 +404,51 @@ def test_describe_of_a_finished_period(tree_and_data):
     assert f"/ far {expected['alpha_far']['p50']:.2f}" in line
     assert f"active triplets {100 * expected['active_fraction']:.0f}%" in line
     assert f"share of the hinge {100 * expected['far_hinge_share']:.0f}%" in line
+
+
+# ------------------------------------------------------------- hinge argument per class pair
+def naive_pair_arguments(tree, batches):
+    """{(anchor class, negative class): (mean hinge argument over the pair's triplets,
+    d - s_a, s_a - d + alpha)} by loops over the triplets of the batches."""
+    sums, counts = {}, {}
+    for emb, labels in batches:
+        x = emb.detach().double().numpy()
+        x = x / np.sqrt((x**2).sum(1, keepdims=True))
+        y = labels.tolist()
+        for a in range(len(y)):
+            for p in range(len(y)):
+                if p == a or y[p] != y[a]:
+                    continue
+                for n in range(len(y)):
+                    if y[n] == y[a]:
+                        continue
+                    value = ((x[a] - x[p]) ** 2).sum() - ((x[a] - x[n]) ** 2).sum()
+                    value += naive_alpha(tree, y[a], y[n])
+                    key = (y[a], y[n])
+                    sums[key] = sums.get(key, 0.0) + value
+                    counts[key] = counts.get(key, 0) + 1
+    out = {}
+    for (ca, cn), total in sums.items():
+        a, n = torch.tensor([ca]), torch.tensor([cn])
+        d = float(tree.class_distance(a, n)[0])
+        s = float(tree.spread(a)[0])
+        out[(ca, cn)] = (total / counts[(ca, cn)], d - s, s - d + naive_alpha(tree, ca, cn))
+    return out
+
+
+def test_hinge_argument_per_class_pair_matches_naive_loops(tree_and_data):
+    tree = tree_and_data[0]
+    diagnostics, batches = period_over_both_batches(tree, 3)
+    got = diagnostics.finish()["hinge_argument"]
+    pairs = naive_pair_arguments(tree, batches)
+    mean, separation, expected = (np.array(v) for v in zip(*pairs.values()))
+    assert got["pairs"] == len(pairs)
+    slope, intercept = np.polyfit(separation, mean, 1)
+    assert got["slope"] == pytest.approx(slope, rel=1e-4)
+    assert got["intercept"] == pytest.approx(intercept, rel=1e-4, abs=1e-6)
+    assert got["positive_pairs"] == pytest.approx((mean > 0).mean())
+    assert got["mean"] == pytest.approx(mean.mean(), rel=1e-5)
+    fit = np.polyfit(expected, mean, 1)
+    assert got["against_expected"]["slope"] == pytest.approx(fit[0], rel=1e-4)
+    assert got["predicted_slope"] == pytest.approx(-(1 - LAMBDA))
+    assert sum(b["pairs"] for b in got["bins"]) >= len(pairs)  # bin edges may share a pair
