@@ -114,7 +114,7 @@ def test_readme_runs_the_test_command_that_ci_runs():
 
 
 # ------------------------------------------------------------ tested code blocks
-def tested_blocks():
+def marked_blocks():
     """(document, index, code) of every ```python block marked TESTED."""
     blocks = []
     for doc in DOCS:
@@ -155,7 +155,7 @@ hook = tree_hooks.TreeRebuildHook(train_set_eval, consumers=[loss_func, sampler]
 """
 
 
-@pytest.mark.parametrize("code", tested_blocks())
+@pytest.mark.parametrize("code", marked_blocks())
 def test_marked_code_blocks_run(code, tmp_path):
     script = tmp_path / "block.py"
     script.write_text(PRELUDE + code)
@@ -172,7 +172,7 @@ def test_marked_code_blocks_run(code, tmp_path):
 
 
 def test_the_front_page_and_getting_started_blocks_are_tested():
-    names = {p.id.split("#")[0] for p in tested_blocks()}
+    names = {p.id.split("#")[0] for p in marked_blocks()}
     assert {"README.md", "docs/getting-started.md"} <= names
 
 

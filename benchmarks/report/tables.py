@@ -83,7 +83,7 @@ def is_smoke_run(cfg: RunConfig) -> bool:
     return bool(cfg.quick) or len(cfg.seeds) < FINDING_SEEDS
 
 
-def describe_run(cfg: RunConfig) -> str:
+def describe_run(cfg: RunConfig, mark_smoke: bool = True) -> str:
     """What was run, in one line (for titles)."""
     seeds = ", ".join(str(s) for s in cfg.seeds)
     text = (
@@ -92,7 +92,7 @@ def describe_run(cfg: RunConfig) -> str:
     )
     if cfg.augment and cfg.augment != "none":
         text += f", {cfg.augment} augmentation"
-    return text + (" (smoke run)" if is_smoke_run(cfg) else "")
+    return text + (" (smoke run)" if mark_smoke and is_smoke_run(cfg) else "")
 
 
 def markdown_table(
@@ -185,7 +185,7 @@ def results_markdown(
             else []
         )
         header = (
-            f"# Smoke run, not a finding: {describe_run(cfg)}\n\n"
+            f"# Smoke run, not a finding: {describe_run(cfg, mark_smoke=False)}\n\n"
             f"A check that the comparison runs ({', '.join(why)}): too short or too few "
             "seeds to rank the losses, so no value is marked best and no difference "
             "significant; the paired tests are in results.json. Run at least "
@@ -236,6 +236,9 @@ DIAGNOSTIC_COLUMNS = [
     ("alpha_far_p50", "alpha far (median)", "{:.2f}"),
     ("active_fraction", "active triplets", "{:.0%}"),
     ("far_hinge_share", "far share of hinge", "{:.0%}"),
+    ("argument_slope", "hinge arg. against d - s: slope", "{:+.2f}"),
+    ("predicted_slope", "predicted", "{:+.2f}"),
+    ("positive_pairs", "class pairs active on average", "{:.0%}"),
 ]
 
 
@@ -266,6 +269,10 @@ def flatten_diagnostics(entry: Dict[str, Any]) -> Dict[str, Any]:
     for side in ("near", "far"):
         summary = entry.get(f"alpha_{side}")
         flat[f"alpha_{side}_p50"] = None if summary is None else summary["p50"]
+    argument = entry.get("hinge_argument") or {}
+    flat["argument_slope"] = argument.get("slope")
+    flat["predicted_slope"] = argument.get("predicted_slope")
+    flat["positive_pairs"] = argument.get("positive_pairs")
     return flat
 
 
@@ -278,7 +285,11 @@ def diagnostics_markdown(summary: Dict[str, Dict[str, Any]], titles: Mapping[str
         "rebuild (mean over seeds): d0; the median margin alpha of near pairs (the "
         "negative's class among the anchor class's m - 1 nearest classes, its "
         "anchor-neighbour group) and of far pairs; the fraction of triplets with a "
-        "positive hinge; the share of the summed hinge that far negatives give.\n",
+        "positive hinge; the share of the summed hinge that far negatives give; the "
+        "slope of each (anchor class, negative class) pair's mean hinge argument "
+        "against its separation d - s_a in the tree, beside the slope -(1 - lambda) "
+        "the moving-target analysis predicts (docs/method.md), and the fraction of "
+        "class pairs whose mean argument is positive.\n",
         "| loss | tree | " + " | ".join(t for _, t, _ in DIAGNOSTIC_COLUMNS) + " | seeds |",
         "|" + "---|" * (len(DIAGNOSTIC_COLUMNS) + 3),
     ]
