@@ -46,7 +46,7 @@ class HierarchicalTripletLoss(
 ):
     """Triplet loss whose margin comes from a hierarchical class tree.
 
-    For every triplet (a, p, n) in the batch::
+    For every triplet (a, p, n) in the batch:
 
         L_M = 1/(2 Z_M) sum_z [D(a, p) - D(a, n) + alpha_z]_+
         alpha_z = beta + lambda (d_H(y_a, y_n) - s_{y_a})
