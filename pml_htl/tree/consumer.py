@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-
-try:  # Python 3.8+: typing; kept in one place for older typing_extensions users
-    from typing import Protocol, runtime_checkable
-except ImportError:  # pragma: no cover
-    from typing_extensions import Protocol, runtime_checkable
 
 from .._logging import warn_once
 from .builder import TreeBuilder
