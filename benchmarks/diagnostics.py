@@ -12,9 +12,10 @@ For each tree, over the training batches until the next rebuild:
 - the hinge argument D(a, p) - D(a, n) + alpha, averaged per pair of (anchor
   class, negative class), against the pair's separation d(y_a, y_n) - s_{y_a}
   in the tree: a least-squares line, the fraction of pairs whose mean
-  argument is positive (pairs that stay active), and the same mean against
-  its expectation s_a - d + alpha. docs/method.md, "Why the margin moves",
-  predicts a slope of -(1 - lambda) (with the default squared distance).
+  argument is positive (pairs that stay active), the same mean against
+  its expectation s_a - d + alpha, and the line through that expectation.
+  docs/method.md, "Why the margin moves", predicts a slope of -(1 - lambda)
+  (with the default squared distance).
 
 The hinge terms come from the library's own ``hinge_terms``, so this module
 measures the margins the loss uses and does not restate them.
@@ -51,6 +52,7 @@ def argument_summary(
         return None  # too few pairs, or all at one separation: no line to fit
     slope, intercept = np.polyfit(separation, mean_argument, 1)
     fit_slope, fit_intercept = np.polyfit(expected, mean_argument, 1)
+    expected_slope, expected_intercept = np.polyfit(separation, expected, 1)
     edges = np.quantile(separation, np.linspace(0, 1, ARGUMENT_BINS + 1))
     bins = []
     for low, high in zip(edges[:-1], edges[1:]):
@@ -73,6 +75,8 @@ def argument_summary(
         "positive_pairs": float((mean_argument > 0).mean()),
         "mean": float(mean_argument.mean()),
         "against_expected": {"slope": float(fit_slope), "intercept": float(fit_intercept)},
+        # the same line through the expectation itself: what the tree alone predicts
+        "expected": {"slope": float(expected_slope), "intercept": float(expected_intercept)},
         "bins": bins,
     }
 

@@ -83,15 +83,21 @@ def hierarchy_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[st
 def diagnostics_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[str, str]) -> bytes:
     """Per tree (mean over seeds): the median margin of far (solid) and near
     (dashed) class pairs, and the fraction of active triplets (solid) with the far
-    negatives' share of the hinge (dotted). Colours tell the losses apart, line
-    styles the series."""
+    negatives' share of the hinge (dotted); and for the last tree, each class
+    pair's mean hinge argument against its separation d - s_a (binned, every
+    seed's bins), beside the line beta - (1 - lambda)(d - s_a) the moving-target
+    analysis predicts (dashed). Colours tell the losses apart, line styles the
+    series."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    with_argument = any(e.get("hinge_argument") for r in runs for e in (r.get("diagnostics") or []))
+    fig, axes = plt.subplots(
+        1, 3 if with_argument else 2, figsize=(15 if with_argument else 10, 4.8)
+    )
     for loss in cfg.losses:
         mine = [r["diagnostics"] for r in runs if r["loss"] == loss and r.get("diagnostics")]
         if not mine:
@@ -112,12 +118,25 @@ def diagnostics_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[
         axes[0].plot(its, series("alpha_near_p50"), "--", marker="s", ms=3, color=colour)
         axes[1].plot(its, series("active_fraction"), "-", marker="o", ms=3, color=colour)
         axes[1].plot(its, series("far_hinge_share"), ":", marker="^", ms=3, color=colour)
+        if with_argument:
+            _argument_panel(axes[2], [entries[length - 1] for entries in mine], colour)
     axes[0].set_ylabel("median margin alpha (squared distance; 4 = antipodal)")
     axes[1].set_ylabel("fraction")
     axes[1].set_ylim(0, 1)
-    for ax in axes:
+    for ax in axes[:2]:
         ax.set_xlabel("iteration (tree built)")
         ax.grid(alpha=0.3)
+    if with_argument:
+        axes[2].axhline(0, color="black", lw=0.8)
+        axes[2].set_xlabel("separation d(y_a, y_n) - s_a in the last tree")
+        axes[2].set_ylabel("mean hinge argument of the class pair")
+        axes[2].grid(alpha=0.3)
+        axes[2].legend(
+            [Line2D([], [], ls="-", marker="o", color="black", ms=4),
+             Line2D([], [], ls="--", color="black")],
+            ["measured (binned by separation)", "predicted: beta - (1 - lambda)(d - s_a)"],
+            handlelength=4, fontsize=8, loc="upper right",
+        )  # fmt: skip
     style = dict(color="black", ms=4)
     axes[0].legend(
         [Line2D([], [], ls="-", marker="o", **style), Line2D([], [], ls="--", marker="s", **style)],
@@ -134,6 +153,22 @@ def diagnostics_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[
         fig, None, handles=[ln for ln in axes[0].lines if not ln.get_label().startswith("_")]
     )
     return png_bytes(fig)
+
+
+def _argument_panel(ax, entries: List[Dict[str, Any]], colour) -> None:
+    """One loss's last-tree hinge arguments: every seed's bins, and the line the
+    analysis predicts over their range."""
+    measured = [e["hinge_argument"] for e in entries if e.get("hinge_argument")]
+    if not measured:
+        return
+    for argument in measured:
+        bins = argument["bins"]
+        ax.plot([b["separation"] for b in bins], [b["mean_argument"] for b in bins], "-",
+                marker="o", ms=3, color=colour, alpha=0.8)  # fmt: skip
+    entry = entries[0]
+    xs = np.array([b["separation"] for a in measured for b in a["bins"]])
+    x = np.linspace(xs.min(), xs.max(), 2)
+    ax.plot(x, entry["beta"] - (1 - entry["margin_scale"]) * x, "--", color=colour)
 
 
 def _legend_below(fig, ax, handles=None) -> None:

@@ -451,4 +451,7 @@ def test_hinge_argument_per_class_pair_matches_naive_loops(tree_and_data):
     fit = np.polyfit(expected, mean, 1)
     assert got["against_expected"]["slope"] == pytest.approx(fit[0], rel=1e-4)
     assert got["predicted_slope"] == pytest.approx(-(1 - LAMBDA))
+    assert got["expected"]["slope"] == pytest.approx(
+        np.polyfit(separation, expected, 1)[0], rel=1e-4
+    )
     assert sum(b["pairs"] for b in got["bins"]) >= len(pairs)  # bin edges may share a pair
