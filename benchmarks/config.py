@@ -33,18 +33,18 @@ TuneBudget = Dict[str, int]
 DEFAULT_AUGMENT = {name: default_augment(name) for name in DATASETS}
 
 
-def _scope(decider: str, values: Tuple[str, ...]) -> Dict[str, Any]:
-    return {"scope": (decider, values)}
+#: Where a setting applies: (the setting that decides, the values it applies to),
+#: one pair per deciding setting; the setting applies when any pair holds.
+Scope = Tuple[Tuple[str, Tuple[str, ...]], ...]
 
 
-def _read_by_datasets(setting: str) -> Dict[str, Any]:
-    return _scope("dataset", tuple(d for d in DATASETS if setting in settings_read_by_dataset(d)))
-
-
-def _read_by_backbones(setting: str) -> Dict[str, Any]:
-    return _scope(
-        "backbone", tuple(b for b in BACKBONES if setting in settings_read_by_backbone(b))
+def _read_by(setting: str) -> Dict[str, Any]:
+    """A setting only some data sets or backbones read: it applies where either does."""
+    pairs = (
+        ("dataset", tuple(d for d in DATASETS if setting in settings_read_by_dataset(d))),
+        ("backbone", tuple(b for b in BACKBONES if setting in settings_read_by_backbone(b))),
     )
+    return {"scope": tuple((decider, values) for decider, values in pairs if values)}
 
 
 def _recorded_when_set() -> Dict[str, Any]:
@@ -75,19 +75,17 @@ class RunConfig(Mapping):
     optimizer: str = "adam"
     # settings only some data sets or backbones read
     #: the side photos are cropped to
-    image_size: Optional[int] = field(default=224, metadata=_read_by_datasets("image_size"))
+    image_size: Optional[int] = field(default=224, metadata=_read_by("image_size"))
     #: renderings per glyph class
-    glyph_samples: Optional[int] = field(default=40, metadata=_read_by_datasets("glyph_samples"))
-    data_root: Optional[str] = field(default=None, metadata=_read_by_datasets("data_root"))
+    glyph_samples: Optional[int] = field(default=40, metadata=_read_by("glyph_samples"))
+    data_root: Optional[str] = field(default=None, metadata=_read_by("data_root"))
     #: folder: a file naming the training classes
-    train_classes: Optional[str] = field(default=None, metadata=_read_by_datasets("train_classes"))
+    train_classes: Optional[str] = field(default=None, metadata=_read_by("train_classes"))
     #: a local state dict for the trunk
-    pretrained_weights: Optional[str] = field(
-        default=None, metadata=_read_by_backbones("pretrained_weights")
-    )
+    pretrained_weights: Optional[str] = field(default=None, metadata=_read_by("pretrained_weights"))
     #: googlenet's ImageNet input transform, as the trunk gets it
     googlenet_transform_input: Optional[bool] = field(
-        default=None, metadata=_read_by_backbones("googlenet_transform_input")
+        default=None, metadata=_read_by("googlenet_transform_input")
     )
     #: "standard", "light" or "none"; None: the data set's own (DEFAULT_AUGMENT)
     augment: Optional[str] = None
@@ -134,9 +132,9 @@ class RunConfig(Mapping):
 
     # ------------------------------------------------------------------ scope
     def applies(self, setting: str) -> bool:
-        """Whether the chosen data set and backbone read ``setting``."""
+        """Whether the chosen data set or backbone reads ``setting``."""
         scope = SCOPED_SETTINGS.get(setting)
-        return scope is None or getattr(self, scope[0]) in scope[1]
+        return scope is None or any(getattr(self, d) in values for d, values in scope)
 
     # ------------------------------------------------------------------ record
     def record(self) -> Dict[str, Any]:
@@ -173,9 +171,9 @@ class RunConfig(Mapping):
         return len(self.record())
 
 
-#: Settings only some data sets or backbones read: setting -> (the setting that
-#: decides, the values it applies to). A flag for one where it does not is an error.
-SCOPED_SETTINGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+#: Settings only some data sets or backbones read: setting -> its Scope. A flag for
+#: one where it does not apply is an error.
+SCOPED_SETTINGS: Dict[str, Scope] = {
     f.name: f.metadata["scope"] for f in fields(RunConfig) if "scope" in f.metadata
 }
 

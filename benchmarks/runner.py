@@ -19,10 +19,12 @@ from benchmarks import tune
 from benchmarks.config import RunConfig, config_hash
 from benchmarks.console import Console
 from benchmarks.data import DataError, DataSplits, image_transforms, load_dataset
+from benchmarks.data.spec import Transforms
 from benchmarks.environment import describe_device, git_commit, package_versions
 from benchmarks.evaluation import recall_ks
 from benchmarks.evaluation.accuracy import make_accuracy_calculator
 from benchmarks.evaluation.faiss_device import describe_knn
+from benchmarks.models import NORMALISES_INPUT
 from benchmarks.pml_compat import record_keeper_missing
 from benchmarks.report import atomic_write, write_reports
 from benchmarks.training.run import run_one
@@ -50,10 +52,17 @@ def init_distributed(cfg: RunConfig) -> Tuple[int, int, RunConfig]:
 
 
 # --------------------------------------------------------------------------- the data
+def transforms_of(cfg: RunConfig) -> Transforms:
+    """The data set's (train, eval) transforms for the run's trunk (photos are left
+    unnormalised for a trunk that normalises its input itself)."""
+    normalize = cfg.backbone not in NORMALISES_INPUT
+    return image_transforms(cfg.dataset, cfg.augment, cfg.image_size, normalize)
+
+
 def load_splits(cfg: RunConfig, progress: bool) -> DataSplits:
     """The configured data set's splits, with its transforms; a DataError is one
     error line."""
-    train_tf, eval_tf = image_transforms(cfg.dataset, cfg.augment, cfg.image_size)
+    train_tf, eval_tf = transforms_of(cfg)
     options: Dict[str, Any] = dict(data_root=cfg.data_root, train_classes_file=cfg.train_classes)
     if cfg.applies("glyph_samples"):
         options["glyph_samples_per_class"] = cfg.glyph_samples
