@@ -37,6 +37,7 @@ from benchmarks.variants import (
     DIAGNOSIS_ABLATIONS,
     HYPERPARAMETERS,
     MAIN_LOSSES,
+    SAMPLER_CHOICES,
     build_loss,
 )
 
@@ -60,6 +61,7 @@ FLAG_SETTINGS = (
     "pretrained_weights",
     "googlenet_transform_input",
     "augment",
+    "sampler",
 )
 
 
@@ -83,6 +85,7 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
     )
     _add_what_to_run(p)
     _add_model_and_training(p)
+    _add_regime(p)
     _add_evaluation_and_run(p)
     _add_tuning(p)
     p.add_argument("--out", default=None, help="default: results/<dataset>/")
@@ -154,6 +157,17 @@ def _add_model_and_training(p: argparse.ArgumentParser) -> None:
         "--allow-random-init",
         action="store_true",
         help="--preset paper without --pretrained-weights: run anyway",
+    )
+
+
+def _add_regime(p: argparse.ArgumentParser) -> None:
+    """The regime's options: the batch sampler of every loss."""
+    p.add_argument(
+        "--sampler",
+        choices=list(SAMPLER_CHOICES),
+        default=None,
+        help="every loss's batch sampler: default (each loss's own), mperclass or\n"
+        "anchor-neighbor (the tree is then rebuilt every epoch for the sampler)",
     )
 
 

@@ -91,6 +91,10 @@ class RunConfig(Mapping):
     augment: Optional[str] = None
     #: --tune's budget, or None: no tuning
     tune: Optional[TuneBudget] = None
+    # the training regime
+    #: every loss's batch sampler: "default" (each variant's own), "mperclass" or
+    #: "anchor-neighbor"
+    sampler: str = field(default="default", metadata=_recorded_when_set())
     # what to run and where
     losses: List[str] = field(default_factory=lambda: list(variants.MAIN_LOSSES))
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -124,6 +128,10 @@ class RunConfig(Mapping):
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.sampler not in variants.SAMPLER_CHOICES:
+            raise ValueError(
+                f"sampler must be one of {tuple(variants.SAMPLER_CHOICES)}, got {self.sampler!r}"
+            )
         for f in fields(self):
             if "scope" in f.metadata and not self.applies(f.name):
                 object.__setattr__(self, f.name, None)  # what the data set does not read
@@ -199,8 +207,8 @@ QUICK: Dict[str, Any] = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
 # --------------------------------------------------------------------------- per loss
 def run_options(loss_name: str, cfg: RunConfig) -> Dict[str, Any]:
-    """m, t, the tree's view and rebuild policy of one loss: the configuration's,
-    then its variant's, then its (tuned) hyper-parameters'."""
+    """m, t, the tree's view and rebuild policy and the sampler of one loss: the
+    configuration's, then its variant's, then its (tuned) hyper-parameters'."""
     options: Dict[str, Any] = {
         "classes_per_anchor": cfg.classes_per_anchor,
         "samples_per_class": cfg.samples_per_class,
@@ -211,6 +219,7 @@ def run_options(loss_name: str, cfg: RunConfig) -> Dict[str, Any]:
         options.update({k: v for k, v in source.items() if k in variants.RUN_OPTIONS})
     if options.pop("statistics_from", None) == "training":
         options["tree_view"] = "training"
+    options["sampler"] = variants.sampler_of(loss_name, cfg.sampler)
     return options
 
 

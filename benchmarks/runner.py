@@ -28,7 +28,7 @@ from benchmarks.models import NORMALISES_INPUT
 from benchmarks.pml_compat import record_keeper_missing
 from benchmarks.report import atomic_write, write_reports
 from benchmarks.training.run import run_one
-from benchmarks.variants import DASHED, LOSS_TITLES
+from benchmarks.variants import DASHED, titles_for
 
 
 def init_distributed(cfg: RunConfig) -> Tuple[int, int, RunConfig]:
@@ -147,6 +147,7 @@ def run_all(
     )
     if cfg.tune is not None:
         cfg = tune_all(cfg, splits, calculator, device, console, world_size)
+    titles = titles_for(cfg.sampler)
     runs = []
     for loss, seed in [(loss, seed) for loss in cfg.losses for seed in cfg.seeds]:
         done = finished_run(cfg, loss, seed)
@@ -164,11 +165,11 @@ def run_all(
                 f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
                 f"in {result['wall_seconds']:.0f} s"
             )
-            write_reports(runs, cfg, environment, LOSS_TITLES, DASHED)
+            write_reports(runs, cfg, environment, titles, DASHED)
         if world_size > 1:
             torch.distributed.barrier()  # every rank sees the finished run's file
     if rank == 0:
-        console.table(write_reports(runs, cfg, environment, LOSS_TITLES, DASHED))
+        console.table(write_reports(runs, cfg, environment, titles, DASHED))
     return cfg, runs
 
 

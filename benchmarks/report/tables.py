@@ -13,6 +13,7 @@ import numpy as np
 
 from benchmarks.config import RunConfig
 from benchmarks.stats import convergence, significance
+from benchmarks.stats.sampler_tests import sampler_tests_markdown
 
 #: Per loss: its seeds, and (mean, std) over them of each metric and timing.
 Summary = Dict[str, Dict[str, Any]]
@@ -93,6 +94,15 @@ def describe_run(cfg: RunConfig) -> str:
     if cfg.augment and cfg.augment != "none":
         text += f", {cfg.augment} augmentation"
     return text + (" (smoke run)" if is_smoke_run(cfg) else "")
+
+
+def describe_regime(cfg: RunConfig) -> str:
+    """The regime's settings other than the defaults, in sentences (each ends with a space)."""
+    if cfg.sampler == "default":
+        text = "Rows that name no sampler draw MPerClassSampler batches. "
+    else:
+        text = f"Batches of every loss: --sampler {cfg.sampler}. "
+    return text
 
 
 def markdown_table(
@@ -200,7 +210,7 @@ def results_markdown(
             f"seeds)\n\n{describe_run(cfg)}. "
         )
     header += (
-        f"Training augmentation: {cfg.augment}. "
+        f"Training augmentation: {cfg.augment}. {describe_regime(cfg)}"
         "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
         "excluded; tree s: time spent building class trees."
     )
@@ -223,6 +233,7 @@ def results_markdown(
         header
         + markdown_table(table, cfg, titles, statistics, rank=not smoke)
         + ("" if smoke else significance.tests_markdown(statistics.get("tests", []), titles))
+        + ("" if smoke else sampler_tests_markdown(statistics.get("sampler_tests", []), titles))
         + diagnostics_markdown(statistics.get("diagnostics", {}), titles)
         + hierarchy_markdown(table, titles)
         + tuning_markdown(cfg.tuning, titles)

@@ -100,14 +100,21 @@ def tests_markdown(tests: List[Dict[str, Any]], titles: Mapping[str, str]) -> st
     """The table of paired tests (differences in points: first loss minus second)."""
     if not tests:
         return ""
-    lines = [
-        "\n## Paired tests\n",
+    return (
+        "\n## Paired tests\n\n"
         "Differences in points, the first loss minus the second, on the same test "
         "queries and seeds. R@1: paired bootstrap over the queries (10,000 resamples, the "
         "same resample for every seed), with its 95% interval; McNemar: exact test per "
         "seed, its p-values listed. MAP@R: paired t-test across seeds, with Cohen's d_z. "
         f"p Holm: Holm-corrected over the table, per metric; † / ‡ in the table above: "
-        f"differs from HTL / from the triplet loss at p Holm < {ALPHA}.\n",
+        f"differs from HTL / from the triplet loss at p Holm < {ALPHA}.\n\n"
+        + tests_table(tests, titles)
+    )
+
+
+def tests_table(tests: List[Dict[str, Any]], titles: Mapping[str, str]) -> str:
+    """A table of paired tests, one row per test."""
+    lines = [
         "| loss | against | seeds | ΔR@1 [95% CI] | p | p Holm | McNemar p per seed "
         "| ΔMAP@R [95% CI] | d_z | p | p Holm |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -98,6 +98,7 @@ def run_one(
     result = collect_result(
         loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device
     )
+    result["sampler"] = options["sampler"]
     if epoch_end.last_tree is not None:
         result["tree"] = tree_record(
             epoch_end.last_tree,

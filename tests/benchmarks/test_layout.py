@@ -40,6 +40,7 @@ PML_HTL_MODULES = {
     "pml_htl.losses",
     "pml_htl.miners",
     "pml_htl.samplers",
+    "pml_htl.tree",
     "pml_htl.tree_hooks",
     "pml_htl._hinge",
     "pml_htl._logging",
