@@ -18,10 +18,11 @@ import torch
 
 from benchmarks import tune
 from benchmarks.config import PRESETS, QUICK, SCOPED_SETTINGS, RunConfig, TuneBudget
-from benchmarks.data import AUGMENTATIONS, DATASETS, settings_read_by_dataset
+from benchmarks.data import AUGMENTATIONS, DATASETS, default_augment, settings_read_by_dataset
 from benchmarks.evaluation import recall_ks
 from benchmarks.models import (
     BACKBONES,
+    EMBEDDERS,
     LITE_BACKBONES,
     SMALL_IMAGE_SIZE,
     WeightsError,
@@ -61,6 +62,9 @@ FLAG_SETTINGS = (
     "pretrained_weights",
     "googlenet_transform_input",
     "augment",
+    "freeze_trunk",
+    "embedder",
+    "feature_views",
     "sampler",
 )
 
@@ -161,7 +165,29 @@ def _add_model_and_training(p: argparse.ArgumentParser) -> None:
 
 
 def _add_regime(p: argparse.ArgumentParser) -> None:
-    """The regime's options: the batch sampler of every loss."""
+    """The regime's options: the trunk frozen, the batch sampler of every loss."""
+    p.add_argument(
+        "--freeze-trunk",
+        action="store_true",
+        default=None,
+        help="embed every image once with the trunk in eval mode (cached on disk) and\n"
+        "train the embedder alone on the features",
+    )
+    p.add_argument(
+        "--embedder",
+        choices=EMBEDDERS,
+        default=None,
+        help="linear, or mlp (Linear(d, 512), ReLU, Linear(512, embedding size));\n"
+        "default: mlp with --freeze-trunk, else linear",
+    )
+    p.add_argument(
+        "--feature-views",
+        type=int,
+        default=None,
+        metavar="K",
+        help="--freeze-trunk: K augmented views (--augment) of every training image,\n"
+        "embedded once and cached; each draw takes one at random (default 0: the clean view)",
+    )
     p.add_argument(
         "--sampler",
         choices=list(SAMPLER_CHOICES),
@@ -231,6 +257,8 @@ def settings_from_flags(args: argparse.Namespace) -> Dict[str, Any]:
     settings.update({k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k) is not None})
     if args.image_size is None and "image_size" not in PRESETS[args.preset]:
         settings["image_size"] = _size_for_trunk(settings)
+    if args.embedder is None:
+        settings["embedder"] = "mlp" if settings["freeze_trunk"] else "linear"
     return settings
 
 
@@ -259,6 +287,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         )
     if args.eval_every < 1:
         raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    check_regime(settings)
     budget = resolve_tuning(args)
     losses = losses_to_run(args)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -351,6 +380,20 @@ def check_flags_apply(args: argparse.Namespace, settings: Dict[str, Any]) -> Non
         where = " or ".join(f"--{d} {', '.join(values)}" for d, values in scope)
         chosen = " with ".join(f"--{d} {settings[d]}" for d, _ in scope)
         raise SystemExit(f"error: {flag} applies only to {where}, not to {chosen}")
+
+
+def check_regime(settings: Dict[str, Any]) -> None:
+    """--feature-views: values that can run."""
+    views = settings["feature_views"]
+    if views < 0:
+        raise SystemExit(f"error: --feature-views must be >= 0, got {views}")
+    if views and not settings["freeze_trunk"]:
+        raise SystemExit("error: --feature-views applies only with --freeze-trunk")
+    if views and (settings["augment"] or default_augment(settings["dataset"])) == "none":
+        raise SystemExit(
+            f"error: --feature-views {views} caches augmented views, but the augmentation is "
+            "none: give --augment light or standard, or --feature-views 0"
+        )
 
 
 def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from benchmarks import variants
 from benchmarks.data import DATASETS, default_augment, settings_read_by_dataset
-from benchmarks.models import BACKBONES, settings_read_by_backbone
+from benchmarks.models import BACKBONES, EMBEDDERS, settings_read_by_backbone
 
 Hyperparameters = Dict[str, Any]
 
@@ -92,6 +92,12 @@ class RunConfig(Mapping):
     #: --tune's budget, or None: no tuning
     tune: Optional[TuneBudget] = None
     # the training regime
+    #: the trunk embeds every image once (cached); only the embedder trains
+    freeze_trunk: bool = field(default=False, metadata=_recorded_when_set())
+    #: "linear" or "mlp" (the command line's default with freeze_trunk)
+    embedder: str = field(default="linear", metadata=_recorded_when_set())
+    #: freeze_trunk: augmented views cached per training image (0: the clean view)
+    feature_views: int = field(default=0, metadata=_recorded_when_set())
     #: every loss's batch sampler: "default" (each variant's own), "mperclass" or
     #: "anchor-neighbor"
     sampler: str = field(default="default", metadata=_recorded_when_set())
@@ -128,6 +134,8 @@ class RunConfig(Mapping):
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.embedder not in EMBEDDERS:
+            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
         if self.sampler not in variants.SAMPLER_CHOICES:
             raise ValueError(
                 f"sampler must be one of {tuple(variants.SAMPLER_CHOICES)}, got {self.sampler!r}"

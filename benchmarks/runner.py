@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from benchmarks.environment import describe_device, git_commit, package_versions
 from benchmarks.evaluation import recall_ks
 from benchmarks.evaluation.accuracy import make_accuracy_calculator
 from benchmarks.evaluation.faiss_device import describe_knn
+from benchmarks.features import FrozenFeatures
 from benchmarks.models import NORMALISES_INPUT
 from benchmarks.pml_compat import record_keeper_missing
 from benchmarks.report import atomic_write, write_reports
@@ -90,6 +91,22 @@ def check_classes_per_batch(cfg: RunConfig, train_labels: np.ndarray) -> None:
         )
 
 
+def splits_per_seed(
+    cfg: RunConfig, splits: DataSplits, device: torch.device, console: Console
+) -> Callable[[int], DataSplits]:
+    """What the runs of a seed train and evaluate on: the images, or a frozen trunk's
+    cached features of them (--freeze-trunk)."""
+    frozen = FrozenFeatures(cfg, splits, transforms_of(cfg), device, console)
+    prepared: Dict[int, DataSplits] = {}
+
+    def for_seed(seed: int) -> DataSplits:
+        if seed not in prepared:
+            prepared[seed] = frozen.splits_for(seed) if cfg.freeze_trunk else splits
+        return prepared[seed]
+
+    return for_seed
+
+
 def describe_environment(device: torch.device) -> Dict[str, Any]:
     return {
         "versions": package_versions(),
@@ -128,6 +145,7 @@ def run_all(
     device = torch.device(cfg.device)
     splits = load_splits(cfg, console.bars)
     check_classes_per_batch(cfg, splits.train_labels)
+    seed_splits = splits_per_seed(cfg, splits, device, console)
     ks, ks_notice = recall_ks.choose(splits, cfg.recall_ks, cfg.dataset)
     cfg = cfg.replace(
         recall_ks=ks,
@@ -146,7 +164,7 @@ def run_all(
         f"k-NN: {environment['knn']}; processes: {world_size}"
     )
     if cfg.tune is not None:
-        cfg = tune_all(cfg, splits, calculator, device, console, world_size)
+        cfg = tune_all(cfg, seed_splits(tune.TUNE_SEED), calculator, device, console, world_size)
     titles = titles_for(cfg.sampler)
     runs = []
     for loss, seed in [(loss, seed) for loss in cfg.losses for seed in cfg.seeds]:
@@ -156,7 +174,8 @@ def run_all(
             runs.append(done)
             continue
         start = time.perf_counter()
-        result = run_one(loss, seed, cfg, splits, calculator, device, console=console)
+        run_splits = seed_splits(seed)
+        result = run_one(loss, seed, cfg, run_splits, calculator, device, console=console)
         if rank == 0:
             result["wall_seconds"] = time.perf_counter() - start
             atomic_write(run_path(cfg.out, loss, seed), json.dumps(result, indent=1))

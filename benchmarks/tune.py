@@ -134,6 +134,7 @@ def fold_splits(splits: DataSplits, held_out: np.ndarray) -> DataSplits:
         channels=splits.channels,
         description=f"{len(np.unique(labels[train_idx]))} training classes, "
         f"{len(held_out)} held out",
+        feature_size=splits.feature_size,
     )
 
 

@@ -102,6 +102,13 @@ def describe_regime(cfg: RunConfig) -> str:
         text = "Rows that name no sampler draw MPerClassSampler batches. "
     else:
         text = f"Batches of every loss: --sampler {cfg.sampler}. "
+    if cfg.freeze_trunk:
+        views = f"{cfg.feature_views} augmented views" if cfg.feature_views else "clean views"
+        embedder = "an MLP" if cfg.embedder == "mlp" else "a linear"
+        text += (
+            f"Frozen {cfg.backbone} trunk: its cached features ({views}) train {embedder} "
+            "embedder. "
+        )
     return text
 
 

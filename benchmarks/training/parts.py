@@ -11,18 +11,23 @@ import torch
 
 from benchmarks.config import RunConfig, run_options
 from benchmarks.data.splits import DataSplits
-from benchmarks.models import make_trunk
+from benchmarks.models import make_embedder, make_trunk
 from benchmarks.variants import ANCHOR_NEIGHBOR, USES_TREE
 
 
 def build_models(
-    cfg: RunConfig, channels: int, device: torch.device
+    cfg: RunConfig, channels: int, device: torch.device, feature_size: Optional[int] = None
 ) -> Tuple[torch.nn.Module, torch.nn.Module]:
-    """The trunk and a linear embedder on top of it, on ``device``."""
-    trunk, trunk_size = make_trunk(
-        cfg.backbone, channels, cfg.pretrained_weights, cfg.googlenet_transform_input
-    )
-    embedder = torch.nn.Linear(trunk_size, cfg.embedding_size)
+    """The trunk and the embedder on top of it (--embedder), on ``device``. On a
+    frozen trunk's features (``feature_size``) the trunk is the identity: the
+    embedder is all that trains, and the tree hook embeds through it alone."""
+    if feature_size is not None:
+        trunk, trunk_size = torch.nn.Identity(), feature_size
+    else:
+        trunk, trunk_size = make_trunk(
+            cfg.backbone, channels, cfg.pretrained_weights, cfg.googlenet_transform_input
+        )
+    embedder = make_embedder(cfg.embedder, trunk_size, cfg.embedding_size)
     return trunk.to(device), embedder.to(device)
 
 
@@ -88,11 +93,13 @@ def build_optimizers(
     loss,
     loss_optimizer: Optional[Tuple[str, float]],
 ) -> Dict[str, torch.optim.Optimizer]:
-    """One optimizer per model, named as PML's trainer expects; plain SGD for a loss
-    with parameters of its own (the margin loss's beta)."""
+    """One optimizer per model with parameters (a frozen trunk's identity has none),
+    named as PML's trainer expects; plain SGD for a loss with parameters of its own
+    (the margin loss's beta)."""
     optimizers = {
         f"{name}_optimizer": make_optimizer(cfg, model.parameters(), cfg.lr)
         for name, model in models.items()
+        if any(True for _ in model.parameters())
     }
     if loss_optimizer is not None:
         name, lr = loss_optimizer

@@ -55,7 +55,7 @@ def run_one(
     rank, world_size = world()
     console = console or Console(rank=rank)
     set_seed(seed)
-    trunk, embedder = build_models(cfg, splits.channels, device)
+    trunk, embedder = build_models(cfg, splits.channels, device, splits.feature_size)
     record_keeper, container = (
         make_logging(cfg.out, loss_name, seed, cfg.logs) if rank == 0 else (None, None)
     )
@@ -99,6 +99,8 @@ def run_one(
         loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device
     )
     result["sampler"] = options["sampler"]
+    if splits.feature_caches is not None:
+        result["feature_caches"] = splits.feature_caches
     if epoch_end.last_tree is not None:
         result["tree"] = tree_record(
             epoch_end.last_tree,

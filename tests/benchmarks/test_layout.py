@@ -25,6 +25,7 @@ LAYERS = [
         ("benchmarks.variants", "benchmarks.data", "benchmarks.models", "benchmarks.stats"),
     ),
     ("configuration", ("benchmarks.config",)),
+    ("frozen features", ("benchmarks.features",)),
     ("evaluation", ("benchmarks.evaluation", "benchmarks.diagnostics")),
     ("training", ("benchmarks.training",)),
     ("search and reports", ("benchmarks.tune", "benchmarks.report")),
