@@ -19,6 +19,7 @@ import torch
 from benchmarks import tune
 from benchmarks.config import PRESETS, QUICK, SCOPED_SETTINGS, RunConfig, TuneBudget
 from benchmarks.data import AUGMENTATIONS, DATASETS, default_augment, settings_read_by_dataset
+from benchmarks.data.validation import DEFAULT_FRACTION
 from benchmarks.evaluation import recall_ks
 from benchmarks.models import (
     BACKBONES,
@@ -65,6 +66,8 @@ FLAG_SETTINGS = (
     "freeze_trunk",
     "embedder",
     "feature_views",
+    "select_on_val",
+    "val_classes",
     "sampler",
 )
 
@@ -165,7 +168,8 @@ def _add_model_and_training(p: argparse.ArgumentParser) -> None:
 
 
 def _add_regime(p: argparse.ArgumentParser) -> None:
-    """The regime's options: the trunk frozen, the batch sampler of every loss."""
+    """The regime's options: the trunk frozen, the checkpoint chosen on held-out
+    training classes, the batch sampler of every loss."""
     p.add_argument(
         "--freeze-trunk",
         action="store_true",
@@ -187,6 +191,21 @@ def _add_regime(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="--freeze-trunk: K augmented views (--augment) of every training image,\n"
         "embedded once and cached; each draw takes one at random (default 0: the clean view)",
+    )
+    p.add_argument(
+        "--select-on-val",
+        action="store_true",
+        default=None,
+        help="hold out a class-disjoint part of the training classes; report the test\n"
+        "accuracy at the checkpoint with the best validation MAP@R beside the final one",
+    )
+    p.add_argument(
+        "--val-classes",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help=f"--select-on-val: the share of the training classes held out "
+        f"(default {DEFAULT_FRACTION})",
     )
     p.add_argument(
         "--sampler",
@@ -259,6 +278,8 @@ def settings_from_flags(args: argparse.Namespace) -> Dict[str, Any]:
         settings["image_size"] = _size_for_trunk(settings)
     if args.embedder is None:
         settings["embedder"] = "mlp" if settings["freeze_trunk"] else "linear"
+    if args.val_classes is None and settings["select_on_val"]:
+        settings["val_classes"] = DEFAULT_FRACTION
     return settings
 
 
@@ -383,7 +404,7 @@ def check_flags_apply(args: argparse.Namespace, settings: Dict[str, Any]) -> Non
 
 
 def check_regime(settings: Dict[str, Any]) -> None:
-    """--feature-views: values that can run."""
+    """--feature-views and --val-classes: values that can run."""
     views = settings["feature_views"]
     if views < 0:
         raise SystemExit(f"error: --feature-views must be >= 0, got {views}")
@@ -394,6 +415,11 @@ def check_regime(settings: Dict[str, Any]) -> None:
             f"error: --feature-views {views} caches augmented views, but the augmentation is "
             "none: give --augment light or standard, or --feature-views 0"
         )
+    fraction = settings["val_classes"]
+    if fraction is not None and not settings["select_on_val"]:
+        raise SystemExit("error: --val-classes applies only with --select-on-val")
+    if fraction is not None and not 0 < fraction < 1:
+        raise SystemExit(f"error: --val-classes must lie in (0, 1), got {fraction}")
 
 
 def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:

@@ -98,6 +98,10 @@ class RunConfig(Mapping):
     embedder: str = field(default="linear", metadata=_recorded_when_set())
     #: freeze_trunk: augmented views cached per training image (0: the clean view)
     feature_views: int = field(default=0, metadata=_recorded_when_set())
+    #: report the test accuracy at the best checkpoint on held-out training classes
+    select_on_val: bool = field(default=False, metadata=_recorded_when_set())
+    #: select_on_val: the share of the training classes held out
+    val_classes: Optional[float] = field(default=None, metadata=_recorded_when_set())
     #: every loss's batch sampler: "default" (each variant's own), "mperclass" or
     #: "anchor-neighbor"
     sampler: str = field(default="default", metadata=_recorded_when_set())

@@ -20,6 +20,7 @@ from benchmarks.config import RunConfig, config_hash
 from benchmarks.console import Console
 from benchmarks.data import DataError, DataSplits, image_transforms, load_dataset
 from benchmarks.data.spec import Transforms
+from benchmarks.data.validation import hold_out, validation_classes
 from benchmarks.environment import describe_device, git_commit, package_versions
 from benchmarks.evaluation import recall_ks
 from benchmarks.evaluation.accuracy import make_accuracy_calculator
@@ -95,13 +96,26 @@ def splits_per_seed(
     cfg: RunConfig, splits: DataSplits, device: torch.device, console: Console
 ) -> Callable[[int], DataSplits]:
     """What the runs of a seed train and evaluate on: the images, or a frozen trunk's
-    cached features of them (--freeze-trunk)."""
+    cached features of them (--freeze-trunk); without the held-out validation
+    classes (--select-on-val), which every seed holds out alike."""
     frozen = FrozenFeatures(cfg, splits, transforms_of(cfg), device, console)
+    held_out = None
+    if cfg.select_on_val:
+        try:
+            held_out = validation_classes(splits.train_labels, cfg.val_classes)
+        except DataError as e:
+            raise SystemExit(f"error: {e}")
     prepared: Dict[int, DataSplits] = {}
 
     def for_seed(seed: int) -> DataSplits:
         if seed not in prepared:
-            prepared[seed] = frozen.splits_for(seed) if cfg.freeze_trunk else splits
+            seed_splits = frozen.splits_for(seed) if cfg.freeze_trunk else splits
+            if held_out is not None:
+                try:
+                    seed_splits = hold_out(seed_splits, held_out)
+                except DataError as e:
+                    raise SystemExit(f"error: {e}")
+            prepared[seed] = seed_splits
         return prepared[seed]
 
     return for_seed
@@ -175,6 +189,7 @@ def run_all(
             continue
         start = time.perf_counter()
         run_splits = seed_splits(seed)
+        check_classes_per_batch(cfg, run_splits.train_labels)
         result = run_one(loss, seed, cfg, run_splits, calculator, device, console=console)
         if rank == 0:
             result["wall_seconds"] = time.perf_counter() - start

@@ -37,3 +37,7 @@ class DataSplits:
     feature_size: Optional[int] = None
     #: and the cache files they come from: view name -> {"path", "key"}
     feature_caches: Optional[Dict[str, Any]] = None
+    #: --select-on-val: the clean views of the held-out training classes (query =
+    #: reference), and those classes (data/validation.py)
+    validation: Optional[Dataset] = None
+    validation_classes: Optional[np.ndarray] = None

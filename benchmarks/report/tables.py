@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from benchmarks.config import RunConfig
+from benchmarks.report.validation_table import at_validation_best, validation_markdown
 from benchmarks.stats import convergence, significance
 from benchmarks.stats.sampler_tests import sampler_tests_markdown
 
@@ -71,6 +72,9 @@ def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Summary:
             values = [v for v in values if v is not None]
             if values:
                 row[key] = (float(np.mean(values)), float(np.std(values)))
+        selected = at_validation_best(mine, metric_keys(cfg))
+        if selected:
+            row["at_validation_best"] = selected
         table[loss] = row
     return table
 
@@ -241,6 +245,7 @@ def results_markdown(
         + markdown_table(table, cfg, titles, statistics, rank=not smoke)
         + ("" if smoke else significance.tests_markdown(statistics.get("tests", []), titles))
         + ("" if smoke else sampler_tests_markdown(statistics.get("sampler_tests", []), titles))
+        + validation_markdown(table, cfg, titles, statistics)
         + diagnostics_markdown(statistics.get("diagnostics", {}), titles)
         + hierarchy_markdown(table, titles)
         + tuning_markdown(cfg.tuning, titles)

@@ -10,7 +10,7 @@ correction, and the marks results.md puts on significant differences.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from benchmarks.stats import paired
 from benchmarks.stats.holm_correction import holm
@@ -26,15 +26,20 @@ ALPHA = 0.05
 
 
 def intervals(
-    runs: List[Dict[str, Any]], losses: Sequence[str], metrics: Sequence[str]
+    runs: List[Dict[str, Any]],
+    losses: Sequence[str],
+    metrics: Sequence[str],
+    scores: Callable[[Dict[str, Any]], Optional[Dict[str, Any]]] = lambda run: run["final"],
 ) -> Dict[str, Dict[str, Any]]:
-    """{loss: {metric: t_interval over the loss's seeds}}."""
+    """{loss: {metric: t_interval over the loss's seeds}} of the runs' ``scores``
+    (default: the final test metrics; None: a run without them)."""
     out: Dict[str, Dict[str, Any]] = {}
     for loss in losses:
-        mine = [r for r in runs if r["loss"] == loss]
+        mine = [scores(r) for r in runs if r["loss"] == loss]
+        mine = [s for s in mine if s is not None]
         row = {}
         for metric in metrics:
-            values = [r["final"][metric] for r in mine if r["final"].get(metric) is not None]
+            values = [s[metric] for s in mine if s.get(metric) is not None]
             if values:
                 row[metric] = t_interval(values)
         if row:

@@ -16,6 +16,7 @@ from benchmarks.diagnostics import MarginDiagnostics
 from benchmarks.environment import describe_device, git_commit
 from benchmarks.evaluation.evaluate import QUERY_HITS, Evaluation
 from benchmarks.evaluation.hierarchy import HierarchyTracker, tree_record
+from benchmarks.evaluation.selection import selected_checkpoint
 from benchmarks.training.epochs import EpochEnd, train
 from benchmarks.training.parts import (
     build_models,
@@ -101,6 +102,12 @@ def run_one(
     result["sampler"] = options["sampler"]
     if splits.feature_caches is not None:
         result["feature_caches"] = splits.feature_caches
+    if evaluation.validation is not None:
+        result["validation_classes"] = [int(c) for c in splits.validation_classes]
+        result["validation_curve"] = evaluation.validation_curve
+        result["selected_checkpoint"] = selected_checkpoint(
+            evaluation.validation_curve, evaluation.curve
+        )
     if epoch_end.last_tree is not None:
         result["tree"] = tree_record(
             epoch_end.last_tree,
