@@ -17,7 +17,15 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from benchmarks import tune
-from benchmarks.config import PRESETS, QUICK, SCOPED_SETTINGS, RunConfig, TuneBudget
+from benchmarks.config import (
+    PRESET_WARM_START,
+    PRESETS,
+    QUICK,
+    SCOPED_SETTINGS,
+    RunConfig,
+    TuneBudget,
+    run_options,
+)
 from benchmarks.data import AUGMENTATIONS, DATASETS, default_augment, settings_read_by_dataset
 from benchmarks.data.validation import DEFAULT_FRACTION
 from benchmarks.evaluation import recall_ks
@@ -66,6 +74,7 @@ FLAG_SETTINGS = (
     "freeze_trunk",
     "embedder",
     "feature_views",
+    "warm_start",
     "select_on_val",
     "val_classes",
     "sampler",
@@ -168,8 +177,8 @@ def _add_model_and_training(p: argparse.ArgumentParser) -> None:
 
 
 def _add_regime(p: argparse.ArgumentParser) -> None:
-    """The regime's options: the trunk frozen, the checkpoint chosen on held-out
-    training classes, the batch sampler of every loss."""
+    """The regime's options: the trunk frozen, the warm start, the checkpoint chosen
+    on held-out training classes, the batch sampler of every loss."""
     p.add_argument(
         "--freeze-trunk",
         action="store_true",
@@ -191,6 +200,14 @@ def _add_regime(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="--freeze-trunk: K augmented views (--augment) of every training image,\n"
         "embedded once and cached; each draw takes one at random (default 0: the clean view)",
+    )
+    p.add_argument(
+        "--warm-start",
+        type=int,
+        default=None,
+        metavar="ITERS",
+        help="every loss starts with ITERS iterations of the plain triplet loss on\n"
+        "MPerClassSampler batches (the paper's initialisation), within the same budget",
     )
     p.add_argument(
         "--select-on-val",
@@ -278,6 +295,10 @@ def settings_from_flags(args: argparse.Namespace) -> Dict[str, Any]:
         settings["image_size"] = _size_for_trunk(settings)
     if args.embedder is None:
         settings["embedder"] = "mlp" if settings["freeze_trunk"] else "linear"
+    if args.warm_start is None and args.preset in PRESET_WARM_START:
+        share, whole = PRESET_WARM_START[args.preset]
+        budget = settings["epochs"] * settings["iters_per_epoch"]
+        settings["warm_start"] = budget * share // whole or None
     if args.val_classes is None and settings["select_on_val"]:
         settings["val_classes"] = DEFAULT_FRACTION
     return settings
@@ -315,7 +336,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     out = args.out or os.path.join("results", settings["dataset"])
     if world_size > 1 and args.out is None:
         out = os.path.join("results", f"{settings['dataset']}-{world_size}proc")
-    return RunConfig(
+    cfg = RunConfig(
         **settings,
         googlenet_transform_input=transform_input,
         tune=budget,
@@ -331,6 +352,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         world_size=world_size,
     )
+    check_warm_starts(cfg)
+    return cfg
 
 
 def losses_to_run(args: argparse.Namespace) -> List[str]:
@@ -404,7 +427,7 @@ def check_flags_apply(args: argparse.Namespace, settings: Dict[str, Any]) -> Non
 
 
 def check_regime(settings: Dict[str, Any]) -> None:
-    """--feature-views and --val-classes: values that can run."""
+    """--feature-views, --warm-start and --val-classes: values that can run."""
     views = settings["feature_views"]
     if views < 0:
         raise SystemExit(f"error: --feature-views must be >= 0, got {views}")
@@ -415,11 +438,31 @@ def check_regime(settings: Dict[str, Any]) -> None:
             f"error: --feature-views {views} caches augmented views, but the augmentation is "
             "none: give --augment light or standard, or --feature-views 0"
         )
+    budget = settings["epochs"] * settings["iters_per_epoch"]
+    warm = settings["warm_start"]
+    if warm is not None and not 1 <= warm < budget:
+        raise SystemExit(
+            f"error: --warm-start {warm} must lie in [1, {budget - 1}], below the budget of "
+            f"{budget} iterations (--epochs x --iters-per-epoch)"
+        )
     fraction = settings["val_classes"]
     if fraction is not None and not settings["select_on_val"]:
         raise SystemExit("error: --val-classes applies only with --select-on-val")
     if fraction is not None and not 0 < fraction < 1:
         raise SystemExit(f"error: --val-classes must lie in (0, 1), got {fraction}")
+
+
+def check_warm_starts(cfg: RunConfig) -> None:
+    """Each loss's warm start (htl_warm's own without --warm-start) below the budget."""
+    budget = cfg.epochs * cfg.iters_per_epoch
+    for loss in cfg.losses:
+        warm = run_options(loss, cfg)["warm_start"]
+        if warm is not None and warm >= budget:
+            raise SystemExit(
+                f"error: {loss} warms up for {warm} iterations (its own warm start), not below "
+                f"the budget of {budget} (--epochs x --iters-per-epoch): give --warm-start "
+                f"ITERS below {budget}, or a longer budget"
+            )
 
 
 def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:

@@ -98,6 +98,8 @@ class RunConfig(Mapping):
     embedder: str = field(default="linear", metadata=_recorded_when_set())
     #: freeze_trunk: augmented views cached per training image (0: the clean view)
     feature_views: int = field(default=0, metadata=_recorded_when_set())
+    #: iterations of the plain triplet loss every loss starts with (None: none)
+    warm_start: Optional[int] = field(default=None, metadata=_recorded_when_set())
     #: report the test accuracy at the best checkpoint on held-out training classes
     select_on_val: bool = field(default=False, metadata=_recorded_when_set())
     #: select_on_val: the share of the training classes held out
@@ -213,24 +215,33 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "iters_per_epoch": 200,
     },
 }
+#: A preset's warm start, as a share (numerator, denominator) of the budget: --preset
+#: paper's triplet phase is the first 5 of its 30 epochs. The length is our choice
+#: (the paper starts from a triplet-trained network without saying how long it was
+#: trained); a share keeps it in proportion when --epochs or --iters-per-epoch change.
+PRESET_WARM_START: Dict[str, Tuple[int, int]] = {"paper": (5, 30)}
 #: --quick: a short run (about 2 minutes on 2 CPU cores).
 QUICK: Dict[str, Any] = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
 
 # --------------------------------------------------------------------------- per loss
 def run_options(loss_name: str, cfg: RunConfig) -> Dict[str, Any]:
-    """m, t, the tree's view and rebuild policy and the sampler of one loss: the
-    configuration's, then its variant's, then its (tuned) hyper-parameters'."""
+    """m, t, the tree's view and rebuild policy, the warm start and the sampler of
+    one loss: the configuration's, then its variant's, then its (tuned)
+    hyper-parameters'; --warm-start, when given, sets every loss's warm start."""
     options: Dict[str, Any] = {
         "classes_per_anchor": cfg.classes_per_anchor,
         "samples_per_class": cfg.samples_per_class,
         "tree_view": "clean",
         "rebuild": "every_epoch",
+        "warm_start": None,
     }
     for source in (variants.choices_of(loss_name), cfg.hyperparameters[loss_name]):
         options.update({k: v for k, v in source.items() if k in variants.RUN_OPTIONS})
     if options.pop("statistics_from", None) == "training":
         options["tree_view"] = "training"
+    if cfg.warm_start is not None:
+        options["warm_start"] = cfg.warm_start
     options["sampler"] = variants.sampler_of(loss_name, cfg.sampler)
     return options
 

@@ -30,6 +30,7 @@ from benchmarks.models import NORMALISES_INPUT
 from benchmarks.pml_compat import record_keeper_missing
 from benchmarks.report import atomic_write, write_reports
 from benchmarks.training.run import run_one
+from benchmarks.training.warm_start import WarmStarts
 from benchmarks.variants import DASHED, titles_for
 
 
@@ -180,6 +181,7 @@ def run_all(
     if cfg.tune is not None:
         cfg = tune_all(cfg, seed_splits(tune.TUNE_SEED), calculator, device, console, world_size)
     titles = titles_for(cfg.sampler)
+    warm_starts = WarmStarts()
     runs = []
     for loss, seed in [(loss, seed) for loss in cfg.losses for seed in cfg.seeds]:
         done = finished_run(cfg, loss, seed)
@@ -190,7 +192,7 @@ def run_all(
         start = time.perf_counter()
         run_splits = seed_splits(seed)
         check_classes_per_batch(cfg, run_splits.train_labels)
-        result = run_one(loss, seed, cfg, run_splits, calculator, device, console=console)
+        result = run_one(loss, seed, cfg, run_splits, calculator, device, console, warm_starts)
         if rank == 0:
             result["wall_seconds"] = time.perf_counter() - start
             atomic_write(run_path(cfg.out, loss, seed), json.dumps(result, indent=1))

@@ -30,8 +30,15 @@ SAMPLER_TITLES = {M_PER_CLASS: "MPerClass sampler", ANCHOR_NEIGHBOR: "A-N sample
 #: loss's own arguments: the sampler's m and t, where the tree's statistics come
 #: from (tree_view: "clean" evaluation views, "augmented" training views, or
 #: "training", the training steps' own embeddings) and whether it is rebuilt every
-#: epoch.
-RUN_OPTIONS = ("classes_per_anchor", "samples_per_class", "statistics_from", "tree_view", "rebuild")
+#: epoch; and the iterations of the plain triplet loss the run starts with.
+RUN_OPTIONS = (
+    "classes_per_anchor",
+    "samples_per_class",
+    "statistics_from",
+    "tree_view",
+    "rebuild",
+    "warm_start",
+)
 TREE_VIEWS = ("clean", "augmented", "training")
 
 
@@ -165,6 +172,9 @@ _BASELINES: Dict[str, Variant] = {
         {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39},
     ),
 }
+#: The warm start of the htl_warm row without --warm-start: iterations of the plain
+#: triplet loss before HTL.
+HTL_WARM_ITERATIONS = 250
 
 #: Every loss the benchmark can train, in the order of its tables. margin_scale is
 #: lambda in alpha = beta + lambda (d_H - s_ya).
@@ -229,6 +239,11 @@ VARIANTS: Dict[str, Variant] = {
     ),
     "htl_aug_view": _htl_choice(
         "diagnosis: HTL, tree from augmented training views", DIAGNOSIS, tree_view="augmented"
+    ),
+    "htl_warm": _htl_choice(
+        "diagnosis: HTL, warm start (the plain triplet loss first)",
+        DIAGNOSIS,
+        warm_start=HTL_WARM_ITERATIONS,
     ),
 }
 #: Each "<loss>_an" row and the loss it draws anchor-neighbour batches for.

@@ -113,6 +113,11 @@ def describe_regime(cfg: RunConfig) -> str:
             f"Frozen {cfg.backbone} trunk: its cached features ({views}) train {embedder} "
             "embedder. "
         )
+    if cfg.warm_start:
+        text += (
+            f"Warm start: every loss starts with {cfg.warm_start} iterations of the triplet "
+            "loss on MPerClassSampler batches. "
+        )
     return text
 
 
