@@ -189,9 +189,9 @@ def run_all(
             console.say(f"skip {loss} seed {seed}: already in {run_path(cfg.out, loss, seed)}")
             runs.append(done)
             continue
-        start = time.perf_counter()
-        run_splits = seed_splits(seed)
+        run_splits = seed_splits(seed)  # a frozen trunk's features: built before the clock
         check_classes_per_batch(cfg, run_splits.train_labels)
+        start = time.perf_counter()
         result = run_one(loss, seed, cfg, run_splits, calculator, device, console, warm_starts)
         if rank == 0:
             result["wall_seconds"] = time.perf_counter() - start
