@@ -37,8 +37,8 @@ INPUT_MEAN, INPUT_STD = 127.0 / 255.0, 128.0 / 255.0
 #: split (lite0, 2 CPU threads): R@1 of the raw frozen features 31.0 at 64 px, 43.3
 #: at 96 px, 48.8 at 128 px; the triplet loss on them after 1,500 iterations 41.2
 #: at 64 px, 54.1 at 96 px. The features are embedded once (the runs then cost the
-#: same at any size): about 75 s per split of 9,000 images at 96 px, half that at
-#: 64 px, but over 6 minutes at 128 px.
+#: same at any size), per split of 9,000 images: about 30 s at 64 px, 80 s at 96 px,
+#: 160 s at 128 px (and as much again for each cached augmented view).
 SMALL_IMAGE_SIZE = 96
 
 
