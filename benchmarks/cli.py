@@ -17,21 +17,37 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from benchmarks import tune
-from benchmarks.config import PRESETS, QUICK, SCOPED_SETTINGS, RunConfig, TuneBudget
-from benchmarks.data import AUGMENTATIONS, DATASETS
+from benchmarks.config import (
+    PRESET_WARM_START,
+    PRESETS,
+    QUICK,
+    SCOPED_SETTINGS,
+    RunConfig,
+    TuneBudget,
+    run_options,
+)
+from benchmarks.data import AUGMENTATIONS, DATASETS, default_augment, settings_read_by_dataset
+from benchmarks.data.validation import DEFAULT_FRACTION
 from benchmarks.evaluation import recall_ks
 from benchmarks.models import (
     BACKBONES,
+    EMBEDDERS,
+    LITE_BACKBONES,
+    SMALL_IMAGE_SIZE,
     WeightsError,
     check_pretrained_weights,
+    missing_extra,
     random_init_problem,
+    settings_read_by_backbone,
 )
+from benchmarks.models.efficientnet_lite import weights_file
 from benchmarks.variants import (
     ABLATIONS,
     CHOICE_ABLATIONS,
     DIAGNOSIS_ABLATIONS,
     HYPERPARAMETERS,
     MAIN_LOSSES,
+    SAMPLER_CHOICES,
     build_loss,
 )
 
@@ -55,6 +71,13 @@ FLAG_SETTINGS = (
     "pretrained_weights",
     "googlenet_transform_input",
     "augment",
+    "freeze_trunk",
+    "embedder",
+    "feature_views",
+    "warm_start",
+    "select_on_val",
+    "val_classes",
+    "sampler",
 )
 
 
@@ -78,6 +101,7 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
     )
     _add_what_to_run(p)
     _add_model_and_training(p)
+    _add_regime(p)
     _add_evaluation_and_run(p)
     _add_tuning(p)
     p.add_argument("--out", default=None, help="default: results/<dataset>/")
@@ -152,6 +176,63 @@ def _add_model_and_training(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_regime(p: argparse.ArgumentParser) -> None:
+    """The regime's options: the trunk frozen, the warm start, the checkpoint chosen
+    on held-out training classes, the batch sampler of every loss."""
+    p.add_argument(
+        "--freeze-trunk",
+        action="store_true",
+        default=None,
+        help="embed every image once with the trunk in eval mode (cached on disk) and\n"
+        "train the embedder alone on the features",
+    )
+    p.add_argument(
+        "--embedder",
+        choices=EMBEDDERS,
+        default=None,
+        help="linear, or mlp (Linear(d, 512), ReLU, Linear(512, embedding size));\n"
+        "default: mlp with --freeze-trunk, else linear",
+    )
+    p.add_argument(
+        "--feature-views",
+        type=int,
+        default=None,
+        metavar="K",
+        help="--freeze-trunk: K augmented views (--augment) of every training image,\n"
+        "embedded once and cached; each draw takes one at random (default 0: the clean view)",
+    )
+    p.add_argument(
+        "--warm-start",
+        type=int,
+        default=None,
+        metavar="ITERS",
+        help="every loss starts with ITERS iterations of the plain triplet loss on\n"
+        "MPerClassSampler batches (the paper's initialisation), within the same budget",
+    )
+    p.add_argument(
+        "--select-on-val",
+        action="store_true",
+        default=None,
+        help="hold out a class-disjoint part of the training classes; report the test\n"
+        "accuracy at the checkpoint with the best validation MAP@R beside the final one",
+    )
+    p.add_argument(
+        "--val-classes",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help=f"--select-on-val: the share of the training classes held out "
+        f"(default {DEFAULT_FRACTION})",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=list(SAMPLER_CHOICES),
+        default=None,
+        help="every loss's batch sampler: default (each loss's own), mperclass or\n"
+        "anchor-neighbor (the tree is then rebuilt every epoch for the sampler)",
+    )
+
+
 def _add_evaluation_and_run(p: argparse.ArgumentParser) -> None:
     """Evaluation, hyper-parameters, device and output."""
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
@@ -210,7 +291,27 @@ def settings_from_flags(args: argparse.Namespace) -> Dict[str, Any]:
     if args.quick:
         settings.update(QUICK)
     settings.update({k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k) is not None})
+    if args.image_size is None and "image_size" not in PRESETS[args.preset]:
+        settings["image_size"] = _size_for_trunk(settings)
+    if args.embedder is None:
+        settings["embedder"] = "mlp" if settings["freeze_trunk"] else "linear"
+    if args.warm_start is None and args.preset in PRESET_WARM_START:
+        share, whole = PRESET_WARM_START[args.preset]
+        budget = settings["epochs"] * settings["iters_per_epoch"]
+        settings["warm_start"] = budget * share // whole or None
+    if args.val_classes is None and settings["select_on_val"]:
+        settings["val_classes"] = DEFAULT_FRACTION
     return settings
+
+
+def _size_for_trunk(settings: Dict[str, Any]) -> Optional[int]:
+    """The default --image-size: SMALL_IMAGE_SIZE for small images (glyphs,
+    Fashion-MNIST) on a trunk that needs them resized (the data set does not read
+    --image-size, the backbone does); else RunConfig's."""
+    resized = "image_size" not in settings_read_by_dataset(
+        settings["dataset"]
+    ) and "image_size" in settings_read_by_backbone(settings["backbone"])
+    return SMALL_IMAGE_SIZE if resized else settings["image_size"]
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -228,13 +329,14 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         )
     if args.eval_every < 1:
         raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    check_regime(settings)
     budget = resolve_tuning(args)
     losses = losses_to_run(args)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     out = args.out or os.path.join("results", settings["dataset"])
     if world_size > 1 and args.out is None:
         out = os.path.join("results", f"{settings['dataset']}-{world_size}proc")
-    return RunConfig(
+    cfg = RunConfig(
         **settings,
         googlenet_transform_input=transform_input,
         tune=budget,
@@ -250,6 +352,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         world_size=world_size,
     )
+    check_warm_starts(cfg)
+    return cfg
 
 
 def losses_to_run(args: argparse.Namespace) -> List[str]:
@@ -313,28 +417,76 @@ def parse_hp(items: Optional[List[str]], losses: List[str]) -> Dict[str, Dict[st
 # --------------------------------------------------------------------------- start-up checks
 def check_flags_apply(args: argparse.Namespace, settings: Dict[str, Any]) -> None:
     """A flag for a setting the chosen data set or backbone does not read is an error."""
-    for key, (decider, values) in SCOPED_SETTINGS.items():
-        if getattr(args, key) is not None and settings[decider] not in values:
-            flag, decider_flag = "--" + key.replace("_", "-"), "--" + decider
+    for key, scope in SCOPED_SETTINGS.items():
+        if getattr(args, key) is None or any(settings[d] in values for d, values in scope):
+            continue
+        flag = "--" + key.replace("_", "-")
+        where = " or ".join(f"--{d} {', '.join(values)}" for d, values in scope)
+        chosen = " with ".join(f"--{d} {settings[d]}" for d, _ in scope)
+        raise SystemExit(f"error: {flag} applies only to {where}, not to {chosen}")
+
+
+def check_regime(settings: Dict[str, Any]) -> None:
+    """--feature-views, --warm-start and --val-classes: values that can run."""
+    views = settings["feature_views"]
+    if views < 0:
+        raise SystemExit(f"error: --feature-views must be >= 0, got {views}")
+    if views and not settings["freeze_trunk"]:
+        raise SystemExit("error: --feature-views applies only with --freeze-trunk")
+    if views and (settings["augment"] or default_augment(settings["dataset"])) == "none":
+        raise SystemExit(
+            f"error: --feature-views {views} caches augmented views, but the augmentation is "
+            "none: give --augment light or standard, or --feature-views 0"
+        )
+    budget = settings["epochs"] * settings["iters_per_epoch"]
+    warm = settings["warm_start"]
+    if warm is not None and not 1 <= warm < budget:
+        raise SystemExit(
+            f"error: --warm-start {warm} must lie in [1, {budget - 1}], below the budget of "
+            f"{budget} iterations (--epochs x --iters-per-epoch)"
+        )
+    fraction = settings["val_classes"]
+    if fraction is not None and not settings["select_on_val"]:
+        raise SystemExit("error: --val-classes applies only with --select-on-val")
+    if fraction is not None and not 0 < fraction < 1:
+        raise SystemExit(f"error: --val-classes must lie in (0, 1), got {fraction}")
+
+
+def check_warm_starts(cfg: RunConfig) -> None:
+    """Each loss's warm start (htl_warm's own without --warm-start) below the budget."""
+    budget = cfg.epochs * cfg.iters_per_epoch
+    for loss in cfg.losses:
+        warm = run_options(loss, cfg)["warm_start"]
+        if warm is not None and warm >= budget:
             raise SystemExit(
-                f"error: {flag} applies only to {decider_flag} {', '.join(values)}, "
-                f"not to {decider_flag} {settings[decider]}"
+                f"error: {loss} warms up for {warm} iterations (its own warm start), not below "
+                f"the budget of {budget} (--epochs x --iters-per-epoch): give --warm-start "
+                f"ITERS below {budget}, or a longer budget"
             )
 
 
 def check_trunk(args: argparse.Namespace, cfg: RunConfig) -> None:
     """The trunk's weights, checked before any data are loaded: the file fits the
-    backbone, and the paper's protocol does not start from random weights unasked."""
-    weights = cfg.pretrained_weights
+    backbone, the paper's protocol does not start from random weights unasked, and
+    the EfficientNet-Lite trunks' packages (the ``pretrained`` extra) are there."""
+    if cfg.backbone in LITE_BACKBONES:
+        problem = missing_extra(cfg.backbone)
+        if problem:
+            raise UsageError(f"error: {problem}")
+        try:
+            weights_file(cfg.backbone)
+        except WeightsError as e:
+            raise UsageError(f"error: {e}")
+    weights = cfg.pretrained_weights or cfg.backbone in LITE_BACKBONES
     if args.allow_random_init and (weights or args.preset != "paper"):
         raise SystemExit(
             "error: --allow-random-init applies only to --preset paper without --pretrained-weights"
         )
     if args.preset == "paper" and not weights and not args.allow_random_init:
         raise SystemExit(f"error: {random_init_problem(cfg.backbone)}")
-    if weights:
+    if cfg.pretrained_weights:
         try:
-            check_pretrained_weights(cfg.backbone, weights)
+            check_pretrained_weights(cfg.backbone, cfg.pretrained_weights)
         except WeightsError as e:
             raise SystemExit(f"error: {e}")
 

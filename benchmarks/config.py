@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from benchmarks import variants
 from benchmarks.data import DATASETS, default_augment, settings_read_by_dataset
-from benchmarks.models import BACKBONES, settings_read_by_backbone
+from benchmarks.models import BACKBONES, EMBEDDERS, settings_read_by_backbone
 
 Hyperparameters = Dict[str, Any]
 
@@ -33,18 +33,18 @@ TuneBudget = Dict[str, int]
 DEFAULT_AUGMENT = {name: default_augment(name) for name in DATASETS}
 
 
-def _scope(decider: str, values: Tuple[str, ...]) -> Dict[str, Any]:
-    return {"scope": (decider, values)}
+#: Where a setting applies: (the setting that decides, the values it applies to),
+#: one pair per deciding setting; the setting applies when any pair holds.
+Scope = Tuple[Tuple[str, Tuple[str, ...]], ...]
 
 
-def _read_by_datasets(setting: str) -> Dict[str, Any]:
-    return _scope("dataset", tuple(d for d in DATASETS if setting in settings_read_by_dataset(d)))
-
-
-def _read_by_backbones(setting: str) -> Dict[str, Any]:
-    return _scope(
-        "backbone", tuple(b for b in BACKBONES if setting in settings_read_by_backbone(b))
+def _read_by(setting: str) -> Dict[str, Any]:
+    """A setting only some data sets or backbones read: it applies where either does."""
+    pairs = (
+        ("dataset", tuple(d for d in DATASETS if setting in settings_read_by_dataset(d))),
+        ("backbone", tuple(b for b in BACKBONES if setting in settings_read_by_backbone(b))),
     )
+    return {"scope": tuple((decider, values) for decider, values in pairs if values)}
 
 
 def _recorded_when_set() -> Dict[str, Any]:
@@ -75,24 +75,38 @@ class RunConfig(Mapping):
     optimizer: str = "adam"
     # settings only some data sets or backbones read
     #: the side photos are cropped to
-    image_size: Optional[int] = field(default=224, metadata=_read_by_datasets("image_size"))
+    image_size: Optional[int] = field(default=224, metadata=_read_by("image_size"))
     #: renderings per glyph class
-    glyph_samples: Optional[int] = field(default=40, metadata=_read_by_datasets("glyph_samples"))
-    data_root: Optional[str] = field(default=None, metadata=_read_by_datasets("data_root"))
+    glyph_samples: Optional[int] = field(default=40, metadata=_read_by("glyph_samples"))
+    data_root: Optional[str] = field(default=None, metadata=_read_by("data_root"))
     #: folder: a file naming the training classes
-    train_classes: Optional[str] = field(default=None, metadata=_read_by_datasets("train_classes"))
+    train_classes: Optional[str] = field(default=None, metadata=_read_by("train_classes"))
     #: a local state dict for the trunk
-    pretrained_weights: Optional[str] = field(
-        default=None, metadata=_read_by_backbones("pretrained_weights")
-    )
+    pretrained_weights: Optional[str] = field(default=None, metadata=_read_by("pretrained_weights"))
     #: googlenet's ImageNet input transform, as the trunk gets it
     googlenet_transform_input: Optional[bool] = field(
-        default=None, metadata=_read_by_backbones("googlenet_transform_input")
+        default=None, metadata=_read_by("googlenet_transform_input")
     )
     #: "standard", "light" or "none"; None: the data set's own (DEFAULT_AUGMENT)
     augment: Optional[str] = None
     #: --tune's budget, or None: no tuning
     tune: Optional[TuneBudget] = None
+    # the training regime
+    #: the trunk embeds every image once (cached); only the embedder trains
+    freeze_trunk: bool = field(default=False, metadata=_recorded_when_set())
+    #: "linear" or "mlp" (the command line's default with freeze_trunk)
+    embedder: str = field(default="linear", metadata=_recorded_when_set())
+    #: freeze_trunk: augmented views cached per training image (0: the clean view)
+    feature_views: int = field(default=0, metadata=_recorded_when_set())
+    #: iterations of the plain triplet loss every loss starts with (None: none)
+    warm_start: Optional[int] = field(default=None, metadata=_recorded_when_set())
+    #: report the test accuracy at the best checkpoint on held-out training classes
+    select_on_val: bool = field(default=False, metadata=_recorded_when_set())
+    #: select_on_val: the share of the training classes held out
+    val_classes: Optional[float] = field(default=None, metadata=_recorded_when_set())
+    #: every loss's batch sampler: "default" (each variant's own), "mperclass" or
+    #: "anchor-neighbor"
+    sampler: str = field(default="default", metadata=_recorded_when_set())
     # what to run and where
     losses: List[str] = field(default_factory=lambda: list(variants.MAIN_LOSSES))
     seeds: List[int] = field(default_factory=lambda: [0])
@@ -126,6 +140,12 @@ class RunConfig(Mapping):
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.embedder not in EMBEDDERS:
+            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
+        if self.sampler not in variants.SAMPLER_CHOICES:
+            raise ValueError(
+                f"sampler must be one of {tuple(variants.SAMPLER_CHOICES)}, got {self.sampler!r}"
+            )
         for f in fields(self):
             if "scope" in f.metadata and not self.applies(f.name):
                 object.__setattr__(self, f.name, None)  # what the data set does not read
@@ -134,9 +154,9 @@ class RunConfig(Mapping):
 
     # ------------------------------------------------------------------ scope
     def applies(self, setting: str) -> bool:
-        """Whether the chosen data set and backbone read ``setting``."""
+        """Whether the chosen data set or backbone reads ``setting``."""
         scope = SCOPED_SETTINGS.get(setting)
-        return scope is None or getattr(self, scope[0]) in scope[1]
+        return scope is None or any(getattr(self, d) in values for d, values in scope)
 
     # ------------------------------------------------------------------ record
     def record(self) -> Dict[str, Any]:
@@ -173,9 +193,9 @@ class RunConfig(Mapping):
         return len(self.record())
 
 
-#: Settings only some data sets or backbones read: setting -> (the setting that
-#: decides, the values it applies to). A flag for one where it does not is an error.
-SCOPED_SETTINGS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+#: Settings only some data sets or backbones read: setting -> its Scope. A flag for
+#: one where it does not apply is an error.
+SCOPED_SETTINGS: Dict[str, Scope] = {
     f.name: f.metadata["scope"] for f in fields(RunConfig) if "scope" in f.metadata
 }
 
@@ -195,24 +215,34 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "iters_per_epoch": 200,
     },
 }
+#: A preset's warm start, as a share (numerator, denominator) of the budget: --preset
+#: paper's triplet phase is the first 5 of its 30 epochs. The length is our choice
+#: (the paper starts from a triplet-trained network without saying how long it was
+#: trained); a share keeps it in proportion when --epochs or --iters-per-epoch change.
+PRESET_WARM_START: Dict[str, Tuple[int, int]] = {"paper": (5, 30)}
 #: --quick: a short run (about 2 minutes on 2 CPU cores).
 QUICK: Dict[str, Any] = dict(epochs=3, iters_per_epoch=40, glyph_samples=24)
 
 
 # --------------------------------------------------------------------------- per loss
 def run_options(loss_name: str, cfg: RunConfig) -> Dict[str, Any]:
-    """m, t, the tree's view and rebuild policy of one loss: the configuration's,
-    then its variant's, then its (tuned) hyper-parameters'."""
+    """m, t, the tree's view and rebuild policy, the warm start and the sampler of
+    one loss: the configuration's, then its variant's, then its (tuned)
+    hyper-parameters'; --warm-start, when given, sets every loss's warm start."""
     options: Dict[str, Any] = {
         "classes_per_anchor": cfg.classes_per_anchor,
         "samples_per_class": cfg.samples_per_class,
         "tree_view": "clean",
         "rebuild": "every_epoch",
+        "warm_start": None,
     }
     for source in (variants.choices_of(loss_name), cfg.hyperparameters[loss_name]):
         options.update({k: v for k, v in source.items() if k in variants.RUN_OPTIONS})
     if options.pop("statistics_from", None) == "training":
         options["tree_view"] = "training"
+    if cfg.warm_start is not None:
+        options["warm_start"] = cfg.warm_start
+    options["sampler"] = variants.sampler_of(loss_name, cfg.sampler)
     return options
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytorch_metric_learning
 from pytorch_metric_learning.utils.accuracy_calculator import (
@@ -41,10 +42,30 @@ def pml_version() -> str:
 
 # --------------------------------------------------------------------------- trainer
 def metric_loss_trainer(**kwargs: Any) -> Any:
-    """PML's MetricLossOnly trainer, built from its keyword arguments."""
+    """PML's MetricLossOnly trainer, built from its keyword arguments. A model
+    without parameters (a frozen trunk's identity) has no optimizer, and PML's
+    warning that it lacks one is left out."""
     from pytorch_metric_learning import trainers
 
-    return trainers.MetricLossOnly(**kwargs)
+    idle = [name for name, m in kwargs["models"].items() if not any(True for _ in m.parameters())]
+    unwarned = _WithoutLines([f'optimizers is missing "{name}_optimizer"' for name in idle])
+    logger = logging.getLogger("PML")
+    logger.addFilter(unwarned)
+    try:
+        return trainers.MetricLossOnly(**kwargs)
+    finally:
+        logger.removeFilter(unwarned)
+
+
+class _WithoutLines(logging.Filter):
+    """Drops the log records whose message is one of ``lines``."""
+
+    def __init__(self, lines: List[str]):
+        super().__init__()
+        self.lines = set(lines)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.lines
 
 
 def trainer_label_mapper(trainer: Any) -> Callable:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,14 +19,19 @@ from benchmarks import tune
 from benchmarks.config import RunConfig, config_hash
 from benchmarks.console import Console
 from benchmarks.data import DataError, DataSplits, image_transforms, load_dataset
+from benchmarks.data.spec import Transforms
+from benchmarks.data.validation import hold_out, validation_classes
 from benchmarks.environment import describe_device, git_commit, package_versions
 from benchmarks.evaluation import recall_ks
 from benchmarks.evaluation.accuracy import make_accuracy_calculator
 from benchmarks.evaluation.faiss_device import describe_knn
+from benchmarks.features import FrozenFeatures
+from benchmarks.models import NORMALISES_INPUT
 from benchmarks.pml_compat import record_keeper_missing
 from benchmarks.report import atomic_write, write_reports
 from benchmarks.training.run import run_one
-from benchmarks.variants import DASHED, LOSS_TITLES
+from benchmarks.training.warm_start import WarmStarts
+from benchmarks.variants import DASHED, titles_for
 
 
 def init_distributed(cfg: RunConfig) -> Tuple[int, int, RunConfig]:
@@ -50,10 +55,17 @@ def init_distributed(cfg: RunConfig) -> Tuple[int, int, RunConfig]:
 
 
 # --------------------------------------------------------------------------- the data
+def transforms_of(cfg: RunConfig) -> Transforms:
+    """The data set's (train, eval) transforms for the run's trunk (photos are left
+    unnormalised for a trunk that normalises its input itself)."""
+    normalize = cfg.backbone not in NORMALISES_INPUT
+    return image_transforms(cfg.dataset, cfg.augment, cfg.image_size, normalize)
+
+
 def load_splits(cfg: RunConfig, progress: bool) -> DataSplits:
     """The configured data set's splits, with its transforms; a DataError is one
     error line."""
-    train_tf, eval_tf = image_transforms(cfg.dataset, cfg.augment, cfg.image_size)
+    train_tf, eval_tf = transforms_of(cfg)
     options: Dict[str, Any] = dict(data_root=cfg.data_root, train_classes_file=cfg.train_classes)
     if cfg.applies("glyph_samples"):
         options["glyph_samples_per_class"] = cfg.glyph_samples
@@ -79,6 +91,35 @@ def check_classes_per_batch(cfg: RunConfig, train_labels: np.ndarray) -> None:
             f"{cfg.batch_size} with --samples-per-class {cfg.samples_per_class} needs "
             f"{needed} classes per batch: lower --batch-size or use a data set with more classes"
         )
+
+
+def splits_per_seed(
+    cfg: RunConfig, splits: DataSplits, device: torch.device, console: Console
+) -> Callable[[int], DataSplits]:
+    """What the runs of a seed train and evaluate on: the images, or a frozen trunk's
+    cached features of them (--freeze-trunk); without the held-out validation
+    classes (--select-on-val), which every seed holds out alike."""
+    frozen = FrozenFeatures(cfg, splits, transforms_of(cfg), device, console)
+    held_out = None
+    if cfg.select_on_val:
+        try:
+            held_out = validation_classes(splits.train_labels, cfg.val_classes)
+        except DataError as e:
+            raise SystemExit(f"error: {e}")
+    prepared: Dict[int, DataSplits] = {}
+
+    def for_seed(seed: int) -> DataSplits:
+        if seed not in prepared:
+            seed_splits = frozen.splits_for(seed) if cfg.freeze_trunk else splits
+            if held_out is not None:
+                try:
+                    seed_splits = hold_out(seed_splits, held_out)
+                except DataError as e:
+                    raise SystemExit(f"error: {e}")
+            prepared[seed] = seed_splits
+        return prepared[seed]
+
+    return for_seed
 
 
 def describe_environment(device: torch.device) -> Dict[str, Any]:
@@ -119,6 +160,7 @@ def run_all(
     device = torch.device(cfg.device)
     splits = load_splits(cfg, console.bars)
     check_classes_per_batch(cfg, splits.train_labels)
+    seed_splits = splits_per_seed(cfg, splits, device, console)
     ks, ks_notice = recall_ks.choose(splits, cfg.recall_ks, cfg.dataset)
     cfg = cfg.replace(
         recall_ks=ks,
@@ -137,7 +179,9 @@ def run_all(
         f"k-NN: {environment['knn']}; processes: {world_size}"
     )
     if cfg.tune is not None:
-        cfg = tune_all(cfg, splits, calculator, device, console, world_size)
+        cfg = tune_all(cfg, seed_splits(tune.TUNE_SEED), calculator, device, console, world_size)
+    titles = titles_for(cfg.sampler)
+    warm_starts = WarmStarts()
     runs = []
     for loss, seed in [(loss, seed) for loss in cfg.losses for seed in cfg.seeds]:
         done = finished_run(cfg, loss, seed)
@@ -145,8 +189,10 @@ def run_all(
             console.say(f"skip {loss} seed {seed}: already in {run_path(cfg.out, loss, seed)}")
             runs.append(done)
             continue
+        run_splits = seed_splits(seed)  # a frozen trunk's features: built before the clock
+        check_classes_per_batch(cfg, run_splits.train_labels)
         start = time.perf_counter()
-        result = run_one(loss, seed, cfg, splits, calculator, device, console=console)
+        result = run_one(loss, seed, cfg, run_splits, calculator, device, console, warm_starts)
         if rank == 0:
             result["wall_seconds"] = time.perf_counter() - start
             atomic_write(run_path(cfg.out, loss, seed), json.dumps(result, indent=1))
@@ -155,11 +201,11 @@ def run_all(
                 f"{loss} seed {seed}: R@1 {100 * result['final']['recall_at_1']:.1f} "
                 f"in {result['wall_seconds']:.0f} s"
             )
-            write_reports(runs, cfg, environment, LOSS_TITLES, DASHED)
+            write_reports(runs, cfg, environment, titles, DASHED)
         if world_size > 1:
             torch.distributed.barrier()  # every rank sees the finished run's file
     if rank == 0:
-        console.table(write_reports(runs, cfg, environment, LOSS_TITLES, DASHED))
+        console.table(write_reports(runs, cfg, environment, titles, DASHED))
     return cfg, runs
 
 

@@ -134,6 +134,7 @@ def fold_splits(splits: DataSplits, held_out: np.ndarray) -> DataSplits:
         channels=splits.channels,
         description=f"{len(np.unique(labels[train_idx]))} training classes, "
         f"{len(held_out)} held out",
+        feature_size=splits.feature_size,
     )
 
 
@@ -196,7 +197,7 @@ def hyperparameters_of(loss: str, params: Dict[str, Any], cfg: RunConfig) -> Dic
 
 def trial_config(cfg: RunConfig, loss: str, hp: Dict[str, Any]) -> RunConfig:
     """A training run of one fold: tune_iters iterations, evaluated at the end only,
-    no CSV/TensorBoard logs."""
+    no CSV/TensorBoard logs, no warm start."""
     iters = cfg.tune["tune_iters"]
     per_epoch = min(cfg.iters_per_epoch, iters)
     epochs = max(1, iters // per_epoch)
@@ -207,6 +208,7 @@ def trial_config(cfg: RunConfig, loss: str, hp: Dict[str, Any]) -> RunConfig:
         evaluate_start=False,
         hyperparameters={**cfg.hyperparameters, loss: hp},
         logs=False,
+        warm_start=None,
     )
 
 

@@ -12,7 +12,7 @@ command line overrides them with ``--hp NAME.KEY=VALUE``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 #: The four kinds of rows: the main comparison, the ablations of HTL's pieces, HTL
@@ -21,13 +21,24 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tup
 MAIN, ABLATION, CHOICE, DIAGNOSIS = "main", "ablation", "choice", "diagnosis"
 #: Batch samplers: PML's MPerClassSampler, or HTL's anchor-neighbour sampler.
 M_PER_CLASS, ANCHOR_NEIGHBOR = "m_per_class", "anchor_neighbor"
+#: --sampler: each variant's own sampler, or one sampler for every loss.
+SAMPLER_CHOICES = {"default": None, "mperclass": M_PER_CLASS, "anchor-neighbor": ANCHOR_NEIGHBOR}
+#: How titles name the samplers.
+SAMPLER_TITLES = {M_PER_CLASS: "MPerClass sampler", ANCHOR_NEIGHBOR: "A-N sampler"}
 
 #: What a variant's options or HTL's tuned hyper-parameters may set besides the
 #: loss's own arguments: the sampler's m and t, where the tree's statistics come
 #: from (tree_view: "clean" evaluation views, "augmented" training views, or
 #: "training", the training steps' own embeddings) and whether it is rebuilt every
-#: epoch.
-RUN_OPTIONS = ("classes_per_anchor", "samples_per_class", "statistics_from", "tree_view", "rebuild")
+#: epoch; and the iterations of the plain triplet loss the run starts with.
+RUN_OPTIONS = (
+    "classes_per_anchor",
+    "samples_per_class",
+    "statistics_from",
+    "tree_view",
+    "rebuild",
+    "warm_start",
+)
 TREE_VIEWS = ("clean", "augmented", "training")
 
 
@@ -95,13 +106,16 @@ class Variant:
     """One row of the comparison.
 
     Args:
-        title: the row's name in the tables and plots.
+        title: the row's name in the tables and plots (with its own sampler).
         build: builds the loss (and miner) from its keyword arguments.
         hyperparameters: the defaults ``--hp`` overrides and ``--tune`` searches from.
         group: MAIN, ABLATION, CHOICE or DIAGNOSIS.
         options: HTL's one choice set otherwise (a loss argument or a RUN_OPTIONS key).
         sampler: M_PER_CLASS or ANCHOR_NEIGHBOR.
-        uses_tree: whether the class tree is rebuilt every epoch for it.
+        uses_tree: whether the class tree is rebuilt every epoch for it (for its loss
+            or for its sampler).
+        loss_title: the title without the sampler, where the title names it (the
+            title names the sampler --sampler chose instead).
     """
 
     title: str
@@ -111,6 +125,11 @@ class Variant:
     options: Mapping[str, Any] = field(default_factory=dict)
     sampler: str = M_PER_CLASS
     uses_tree: bool = False
+    loss_title: str = ""
+
+    def title_with(self, sampler: str) -> str:
+        """The title of this row drawing its batches from ``sampler``, which it names."""
+        return f"{self.loss_title or self.title}, {SAMPLER_TITLES[sampler]}"
 
 
 #: HTL's margin constant, the paper's beta.
@@ -129,9 +148,21 @@ def _htl_choice(title: str, group: str, **options: Any) -> Variant:
     )
 
 
-#: Every loss the benchmark can train, in the order of its tables. margin_scale is
-#: lambda in alpha = beta + lambda (d_H - s_ya).
-VARIANTS: Dict[str, Variant] = {
+def _with_an_sampler(base: Variant) -> Variant:
+    """``base`` on anchor-neighbour batches: an ablation row, with the tree its
+    sampler needs."""
+    return replace(
+        base,
+        title=f"ablation: {base.title}, A-N sampler",
+        group=ABLATION,
+        sampler=ANCHOR_NEIGHBOR,
+        uses_tree=True,
+        loss_title=f"ablation: {base.title}",
+    )
+
+
+#: The main rows of the baselines: the losses PML has.
+_BASELINES: Dict[str, Variant] = {
     "contrastive": Variant("Contrastive", _contrastive, {"pos_margin": 0.0, "neg_margin": 0.3841}),
     "triplet": Variant("Triplet", _triplet, {"margin": 0.0961}),
     "margin": Variant("Margin", _margin, {"margin": 0.0878, "beta": 0.7838, "beta_lr": 1.31e-3}),
@@ -140,12 +171,22 @@ VARIANTS: Dict[str, Variant] = {
         _multi_similarity,
         {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39},
     ),
+}
+#: The warm start of the htl_warm row without --warm-start: iterations of the plain
+#: triplet loss before HTL.
+HTL_WARM_ITERATIONS = 250
+
+#: Every loss the benchmark can train, in the order of its tables. margin_scale is
+#: lambda in alpha = beta + lambda (d_H - s_ya).
+VARIANTS: Dict[str, Variant] = {
+    **_BASELINES,
     "htl": Variant(
         "HTL (A-N sampler, tree per epoch)",
         _htl,
         HTL_DEFAULTS,
         sampler=ANCHOR_NEIGHBOR,
         uses_tree=True,
+        loss_title="HTL (tree per epoch)",
     ),
     "htl_mperclass": Variant(
         "ablation: HTL margin, MPerClass sampler",
@@ -153,15 +194,12 @@ VARIANTS: Dict[str, Variant] = {
         HTL_DEFAULTS,
         group=ABLATION,
         uses_tree=True,
+        loss_title="ablation: HTL margin",
     ),
-    "triplet_an": Variant(
-        "ablation: Triplet, A-N sampler",
-        _triplet,
-        {"margin": 0.0961},
-        group=ABLATION,
-        sampler=ANCHOR_NEIGHBOR,
-        uses_tree=True,
-    ),
+    "triplet_an": _with_an_sampler(_BASELINES["triplet"]),
+    "contrastive_an": _with_an_sampler(_BASELINES["contrastive"]),
+    "margin_an": _with_an_sampler(_BASELINES["margin"]),
+    "multi_similarity_an": _with_an_sampler(_BASELINES["multi_similarity"]),
     "htl_plain": Variant(
         "ablation: HTL, hinge on plain distances (as printed)",
         _htl_plain_distances,
@@ -202,7 +240,14 @@ VARIANTS: Dict[str, Variant] = {
     "htl_aug_view": _htl_choice(
         "diagnosis: HTL, tree from augmented training views", DIAGNOSIS, tree_view="augmented"
     ),
+    "htl_warm": _htl_choice(
+        "diagnosis: HTL, warm start (the plain triplet loss first)",
+        DIAGNOSIS,
+        warm_start=HTL_WARM_ITERATIONS,
+    ),
 }
+#: Each "<loss>_an" row and the loss it draws anchor-neighbour batches for.
+AN_ROWS: Dict[str, str] = {f"{name}_an": name for name in _BASELINES if f"{name}_an" in VARIANTS}
 
 
 def names_in(group: str) -> List[str]:
@@ -228,6 +273,19 @@ LOSS_TITLES: Dict[str, str] = {name: variant.title for name, variant in VARIANTS
 DASHED = [name for name, variant in VARIANTS.items() if variant.group != MAIN]
 USES_AN_SAMPLER = {n for n, v in VARIANTS.items() if v.sampler == ANCHOR_NEIGHBOR}
 USES_TREE = {n for n, v in VARIANTS.items() if v.uses_tree}
+
+
+def sampler_of(loss_name: str, choice: str = "default") -> str:
+    """The sampler ``loss_name`` draws its batches from under --sampler ``choice``."""
+    return SAMPLER_CHOICES[choice] or VARIANTS[loss_name].sampler
+
+
+def titles_for(choice: str = "default") -> Dict[str, str]:
+    """Every row's title: its own (each names the sampler where it is not
+    MPerClassSampler), or under --sampler ``choice`` one that names the sampler."""
+    if choice == "default":
+        return dict(LOSS_TITLES)
+    return {name: v.title_with(sampler_of(name, choice)) for name, v in VARIANTS.items()}
 
 
 def choices_of(loss_name: str) -> Dict[str, Any]:

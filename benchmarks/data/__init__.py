@@ -58,11 +58,14 @@ def default_augment(name: str) -> str:
     return REGISTRY[name].default_augment
 
 
-def image_transforms(name: str, augment: Optional[str], image_size: Optional[int]) -> Transforms:
+def image_transforms(
+    name: str, augment: Optional[str], image_size: Optional[int], normalize: bool = True
+) -> Transforms:
     """(train, eval) transforms of data set ``name``: its evaluation view, and the
-    ``augment`` augmentation (None: its default) for training."""
+    ``augment`` augmentation (None: its default) for training. ``normalize``:
+    ImageNet's normalisation of photos (off for a trunk that normalises itself)."""
     dataset = REGISTRY[name]
-    return dataset.transforms(augment or dataset.default_augment, image_size)
+    return dataset.transforms(augment or dataset.default_augment, image_size, normalize)
 
 
 def load_dataset(

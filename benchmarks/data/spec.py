@@ -32,8 +32,10 @@ class DataSet:
     Args:
         name: its --dataset name.
         load: the splits, from a request (nothing is ever downloaded).
-        transforms: (train, eval) transforms from the augmentation's name and
-            --image-size (which only the data sets that read it get).
+        transforms: (train, eval) transforms from the augmentation's name,
+            --image-size (None where neither the data set nor the trunk reads it)
+            and whether to apply ImageNet's normalisation (not for a trunk that
+            normalises its input itself).
         reads: the run settings it reads, among data_root, image_size,
             train_classes and glyph_samples; the others do not apply to it.
         default_augment: its training augmentation unless --augment says otherwise.
@@ -42,7 +44,7 @@ class DataSet:
 
     name: str
     load: Callable[[DataRequest], DataSplits]
-    transforms: Callable[[str, Optional[int]], Transforms]
+    transforms: Callable[[str, Optional[int], bool], Transforms]
     reads: Tuple[str, ...] = ("data_root", "image_size")
     default_augment: str = "standard"
     layout: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -33,3 +33,11 @@ class DataSplits:
     superclass_names: Optional[Sequence[str]] = None
     #: the name of each training class label (a glyph's character), for pictures
     class_names: Optional[Mapping[int, str]] = None
+    #: where the items are a frozen trunk's features (--freeze-trunk): their size
+    feature_size: Optional[int] = None
+    #: and the cache files they come from: view name -> {"path", "key"}
+    feature_caches: Optional[Dict[str, Any]] = None
+    #: --select-on-val: the clean views of the held-out training classes (query =
+    #: reference), and those classes (data/validation.py)
+    validation: Optional[Dataset] = None
+    validation_classes: Optional[np.ndarray] = None

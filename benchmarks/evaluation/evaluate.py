@@ -13,6 +13,7 @@ import tqdm
 
 from benchmarks.config import RunConfig
 from benchmarks.data.splits import DataSplits
+from benchmarks.data.validation import validation_splits
 from benchmarks.evaluation.verification import verification_metrics
 from benchmarks.pml_compat import log_accuracies
 
@@ -104,7 +105,9 @@ def evaluate(
 
 class Evaluation:
     """Evaluates on the test split (rank 0 only) and keeps the accuracy curve and
-    the time spent evaluating; the numbers also go to PML's record-keeper, if any."""
+    the time spent evaluating; the numbers also go to PML's record-keeper, if any.
+    Where the splits hold validation classes (--select-on-val), each evaluation
+    scores them too, into ``validation_curve``."""
 
     def __init__(
         self,
@@ -124,6 +127,8 @@ class Evaluation:
         self.rank = rank
         self.progress = progress
         self.curve: List[Dict[str, Any]] = []
+        self.validation = None if splits.validation is None else validation_splits(splits)
+        self.validation_curve: List[Dict[str, Any]] = []
         self.seconds = 0.0
 
     def __call__(self, epoch: int) -> Optional[Dict[str, Any]]:
@@ -133,8 +138,14 @@ class Evaluation:
         metrics = evaluate(
             self.models, self.splits, self.calculator, self.device, self.num_workers, self.progress
         )
-        self.seconds += time.perf_counter() - start
         iteration = epoch * self.iters_per_epoch
+        if self.validation is not None:
+            held_out = evaluate(
+                self.models, self.validation, self.calculator, self.device, self.num_workers
+            )
+            held_out.pop(QUERY_HITS)
+            self.validation_curve.append({"epoch": epoch, "iteration": iteration, **held_out})
+        self.seconds += time.perf_counter() - start
         self.curve.append({"epoch": epoch, "iteration": iteration, **metrics})
         if self.record_keeper is not None:
             numbers = {k: v for k, v in metrics.items() if k != QUERY_HITS}

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
+from benchmarks.models.efficientnet_lite import (
+    LITE_BACKBONES,
+    build_lite,
+    file_sha256,
+    weights_file,
+)
 from benchmarks.models.weights import (
     OPTIONAL_SUFFIXES,
     WeightsError,
@@ -16,14 +23,19 @@ from benchmarks.models.weights import (
     read_state_dict,
 )
 
-BACKBONES = ("small-cnn", "resnet18", "resnet50", "googlenet")
+BACKBONES = ("small-cnn", "resnet18", "resnet50", "googlenet") + LITE_BACKBONES
 #: The settings of a run that each backbone reads (the others do not apply to it).
+#: The EfficientNet-Lite trunks read image_size on every data set: the small images
+#: are resized for them.
 BACKBONE_SETTINGS = {
     "small-cnn": (),
     "resnet18": ("pretrained_weights",),
     "resnet50": ("pretrained_weights",),
     "googlenet": ("pretrained_weights", "googlenet_transform_input"),
+    **{name: ("image_size",) for name in LITE_BACKBONES},
 }
+#: The trunks that normalise their input themselves (they take pixels in [0, 1]).
+NORMALISES_INPUT = frozenset(LITE_BACKBONES)
 #: The classifier heads the trunks drop (ImageNet checkpoints carry them).
 HEADS = {"resnet18": ("fc.",), "resnet50": ("fc.",), "googlenet": ("fc.", "aux1.", "aux2.")}
 
@@ -79,6 +91,9 @@ def make_trunk(
     benchmarks/models/weights.py); googlenet's transform_input defaults to whether it is given."""
     if name not in BACKBONES:
         raise ValueError(f"--backbone must be one of {BACKBONES}, got {name!r}")
+    if name in LITE_BACKBONES:
+        trunk = build_lite(name)
+        return trunk, trunk.output_size
     if googlenet_transform_input is None:
         googlenet_transform_input = bool(pretrained_weights)
     trunk, size = _build(name, in_channels, googlenet_transform_input)
@@ -138,7 +153,7 @@ def check_pretrained_weights(name: str, path: str, in_channels: int = 3) -> None
 def _likely_backbone(state: Mapping[str, torch.Tensor], chosen: str) -> str:
     """The torchvision backbone these weights fit exactly, or ''."""
     for other in BACKBONES:
-        if other in (chosen, "small-cnn"):
+        if other in (chosen, "small-cnn") or other in LITE_BACKBONES:
             continue
         if not compare_to(drop_prefixes(state, HEADS.get(other, ())), _shapes(other)):
             return other
@@ -161,3 +176,12 @@ def random_init_problem(name: str) -> str:
         f"--preset paper without --pretrained-weights: {why}; give --pretrained-weights PATH "
         "(a local ImageNet state dict), or --allow-random-init to train from scratch anyway"
     )
+
+
+def trunk_weights(name: str, pretrained_weights: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The weights a trunk starts from, as a cache key records them: the file's name
+    and sha256, or None for a random initialisation (the seed then decides it)."""
+    path = weights_file(name) if name in LITE_BACKBONES else pretrained_weights
+    if not path:
+        return None
+    return {"file": os.path.basename(path), "sha256": file_sha256(path)}

@@ -19,7 +19,10 @@ from benchmarks.report.tables import (
     summarize,
 )
 from benchmarks.report.tree_picture import tree_png
+from benchmarks.report.validation_table import selected_test_scores
 from benchmarks.stats import convergence, significance
+from benchmarks.stats.sampler_tests import sampler_tests
+from benchmarks.variants import AN_ROWS
 
 
 def atomic_write(path: str, data: Union[str, bytes]) -> None:
@@ -57,6 +60,13 @@ def write_reports(
         "convergence": convergence.convergence(runs, cfg.losses),
         "diagnostics": diagnostics_summary(runs, cfg.losses),
     }
+    an_tests = [] if cfg.sampler != "default" else sampler_tests(runs, cfg.losses, AN_ROWS)
+    if an_tests:  # under --sampler an X_an row draws its batches as X does: no test
+        statistics["sampler_tests"] = an_tests
+    if any(r.get("selected_checkpoint") for r in runs):
+        statistics["intervals_at_validation_best"] = significance.intervals(
+            runs, cfg.losses, metric_keys(cfg), selected_test_scores
+        )
     results = {
         "configuration": cfg.record(),
         "environment": environment,

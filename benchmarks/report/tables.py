@@ -12,7 +12,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from benchmarks.config import RunConfig
+from benchmarks.report.validation_table import at_validation_best, validation_markdown
 from benchmarks.stats import convergence, significance
+from benchmarks.stats.sampler_tests import sampler_tests_markdown
 
 #: Per loss: its seeds, and (mean, std) over them of each metric and timing.
 Summary = Dict[str, Dict[str, Any]]
@@ -70,6 +72,9 @@ def summarize(runs: List[Dict[str, Any]], cfg: RunConfig) -> Summary:
             values = [v for v in values if v is not None]
             if values:
                 row[key] = (float(np.mean(values)), float(np.std(values)))
+        selected = at_validation_best(mine, metric_keys(cfg))
+        if selected:
+            row["at_validation_best"] = selected
         table[loss] = row
     return table
 
@@ -93,6 +98,27 @@ def describe_run(cfg: RunConfig, mark_smoke: bool = True) -> str:
     if cfg.augment and cfg.augment != "none":
         text += f", {cfg.augment} augmentation"
     return text + (" (smoke run)" if mark_smoke and is_smoke_run(cfg) else "")
+
+
+def describe_regime(cfg: RunConfig) -> str:
+    """The regime's settings other than the defaults, in sentences (each ends with a space)."""
+    if cfg.sampler == "default":
+        text = "Rows that name no sampler draw MPerClassSampler batches. "
+    else:
+        text = f"Batches of every loss: --sampler {cfg.sampler}. "
+    if cfg.freeze_trunk:
+        views = f"{cfg.feature_views} augmented views" if cfg.feature_views else "clean views"
+        embedder = "an MLP" if cfg.embedder == "mlp" else "a linear"
+        text += (
+            f"Frozen {cfg.backbone} trunk: its cached features ({views}) train {embedder} "
+            "embedder. "
+        )
+    if cfg.warm_start:
+        text += (
+            f"Warm start: every loss starts with {cfg.warm_start} iterations of the triplet "
+            "loss on MPerClassSampler batches. "
+        )
+    return text
 
 
 def markdown_table(
@@ -200,7 +226,7 @@ def results_markdown(
             f"seeds)\n\n{describe_run(cfg)}. "
         )
     header += (
-        f"Training augmentation: {cfg.augment}. "
+        f"Training augmentation: {cfg.augment}. {describe_regime(cfg)}"
         "s / iter: training wall time per iteration, tree rebuilds included, evaluation "
         "excluded; tree s: time spent building class trees."
     )
@@ -223,6 +249,8 @@ def results_markdown(
         header
         + markdown_table(table, cfg, titles, statistics, rank=not smoke)
         + ("" if smoke else significance.tests_markdown(statistics.get("tests", []), titles))
+        + ("" if smoke else sampler_tests_markdown(statistics.get("sampler_tests", []), titles))
+        + validation_markdown(table, cfg, titles, statistics)
         + diagnostics_markdown(statistics.get("diagnostics", {}), titles)
         + hierarchy_markdown(table, titles)
         + tuning_markdown(cfg.tuning, titles)

@@ -35,7 +35,8 @@ def _summary(iterations: List[Optional[int]]) -> Dict[str, Any]:
 
 
 def convergence(runs: List[Dict[str, Any]], losses: Sequence[str]) -> Dict[str, Any]:
-    """{"reference_level", "resolution", "losses": {loss: {"to_reference", "to_own_final"}}}."""
+    """{"reference_level", "resolution", "losses": {loss: {"to_reference", "to_own_final"}}},
+    and "to_validation_best" where the runs chose a checkpoint on held-out classes."""
     reference = [r["final"][METRIC] for r in runs if r["loss"] == REFERENCE]
     level = FRACTION * sum(reference) / len(reference) if reference else None
     result: Dict[str, Any] = {
@@ -58,6 +59,9 @@ def convergence(runs: List[Dict[str, Any]], losses: Sequence[str]) -> Dict[str, 
         }
         if level is not None:
             row["to_reference"] = _summary([iterations_to_reach(r["curve"], level) for r in mine])
+        chosen = [r["selected_checkpoint"]["iteration"] for r in mine if "selected_checkpoint" in r]
+        if chosen:
+            row["to_validation_best"] = _summary(chosen)
         result["losses"][loss] = row
     return result
 

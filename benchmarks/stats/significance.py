@@ -10,7 +10,7 @@ correction, and the marks results.md puts on significant differences.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from benchmarks.stats import paired
 from benchmarks.stats.holm_correction import holm
@@ -26,15 +26,20 @@ ALPHA = 0.05
 
 
 def intervals(
-    runs: List[Dict[str, Any]], losses: Sequence[str], metrics: Sequence[str]
+    runs: List[Dict[str, Any]],
+    losses: Sequence[str],
+    metrics: Sequence[str],
+    scores: Callable[[Dict[str, Any]], Optional[Dict[str, Any]]] = lambda run: run["final"],
 ) -> Dict[str, Dict[str, Any]]:
-    """{loss: {metric: t_interval over the loss's seeds}}."""
+    """{loss: {metric: t_interval over the loss's seeds}} of the runs' ``scores``
+    (default: the final test metrics; None: a run without them)."""
     out: Dict[str, Dict[str, Any]] = {}
     for loss in losses:
-        mine = [r for r in runs if r["loss"] == loss]
+        mine = [scores(r) for r in runs if r["loss"] == loss]
+        mine = [s for s in mine if s is not None]
         row = {}
         for metric in metrics:
-            values = [r["final"][metric] for r in mine if r["final"].get(metric) is not None]
+            values = [s[metric] for s in mine if s.get(metric) is not None]
             if values:
                 row[metric] = t_interval(values)
         if row:
@@ -100,14 +105,21 @@ def tests_markdown(tests: List[Dict[str, Any]], titles: Mapping[str, str]) -> st
     """The table of paired tests (differences in points: first loss minus second)."""
     if not tests:
         return ""
-    lines = [
-        "\n## Paired tests\n",
+    return (
+        "\n## Paired tests\n\n"
         "Differences in points, the first loss minus the second, on the same test "
         "queries and seeds. R@1: paired bootstrap over the queries (10,000 resamples, the "
         "same resample for every seed), with its 95% interval; McNemar: exact test per "
         "seed, its p-values listed. MAP@R: paired t-test across seeds, with Cohen's d_z. "
         f"p Holm: Holm-corrected over the table, per metric; † / ‡ in the table above: "
-        f"differs from HTL / from the triplet loss at p Holm < {ALPHA}.\n",
+        f"differs from HTL / from the triplet loss at p Holm < {ALPHA}.\n\n"
+        + tests_table(tests, titles)
+    )
+
+
+def tests_table(tests: List[Dict[str, Any]], titles: Mapping[str, str]) -> str:
+    """A table of paired tests, one row per test."""
+    lines = [
         "| loss | against | seeds | ΔR@1 [95% CI] | p | p Holm | McNemar p per seed "
         "| ΔMAP@R [95% CI] | d_z | p | p Holm |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -11,42 +11,57 @@ import torch
 
 from benchmarks.config import RunConfig, run_options
 from benchmarks.data.splits import DataSplits
-from benchmarks.models import make_trunk
-from benchmarks.variants import USES_AN_SAMPLER, USES_TREE
+from benchmarks.models import make_embedder, make_trunk
+from benchmarks.variants import ANCHOR_NEIGHBOR, USES_TREE
 
 
 def build_models(
-    cfg: RunConfig, channels: int, device: torch.device
+    cfg: RunConfig, channels: int, device: torch.device, feature_size: Optional[int] = None
 ) -> Tuple[torch.nn.Module, torch.nn.Module]:
-    """The trunk and a linear embedder on top of it, on ``device``."""
-    trunk, trunk_size = make_trunk(
-        cfg.backbone, channels, cfg.pretrained_weights, cfg.googlenet_transform_input
-    )
-    embedder = torch.nn.Linear(trunk_size, cfg.embedding_size)
+    """The trunk and the embedder on top of it (--embedder), on ``device``. On a
+    frozen trunk's features (``feature_size``) the trunk is the identity: the
+    embedder is all that trains, and the tree hook embeds through it alone."""
+    if feature_size is not None:
+        trunk, trunk_size = torch.nn.Identity(), feature_size
+    else:
+        trunk, trunk_size = make_trunk(
+            cfg.backbone, channels, cfg.pretrained_weights, cfg.googlenet_transform_input
+        )
+    embedder = make_embedder(cfg.embedder, trunk_size, cfg.embedding_size)
     return trunk.to(device), embedder.to(device)
 
 
 def build_sampler(
     loss_name: str, seed: int, cfg: RunConfig, train_labels: np.ndarray, world_size: int
 ) -> torch.utils.data.Sampler:
-    """Anchor-neighbour batches where HTL's method prescribes them (and for every loss
-    under torchrun); PML's MPerClassSampler, t samples per class, otherwise."""
-    from pytorch_metric_learning import samplers as pml_samplers
-
+    """Anchor-neighbour batches where HTL's method prescribes them or --sampler asks
+    for them (and for every loss under torchrun); PML's MPerClassSampler, t samples
+    per class, otherwise."""
     from pml_htl import samplers
 
     options = run_options(loss_name, cfg)
     B, m, t = cfg.batch_size, options["classes_per_anchor"], options["samples_per_class"]
     length = cfg.iters_per_epoch * B
-    if loss_name in USES_AN_SAMPLER or world_size > 1:
+    if options["sampler"] == ANCHOR_NEIGHBOR or world_size > 1:
         # under torchrun every sampler must hand each rank its slice of one global
         # batch: the baselines then get the A-N sampler without a tree, which draws
         # random classes, t samples each, as MPerClassSampler does
         return samplers.AnchorNeighborSampler(
             train_labels, B // (m * t), m, t, length_before_new_iter=length, seed=seed
         )
+    return m_per_class_sampler(cfg, train_labels, t)
+
+
+def m_per_class_sampler(
+    cfg: RunConfig, train_labels: np.ndarray, samples_per_class: int
+) -> torch.utils.data.Sampler:
+    """PML's MPerClassSampler: batches of B, t samples per class, an epoch's worth of
+    indices at a time."""
+    from pytorch_metric_learning import samplers as pml_samplers
+
+    length = cfg.iters_per_epoch * cfg.batch_size
     return pml_samplers.MPerClassSampler(
-        train_labels, t, batch_size=B, length_before_new_iter=length
+        train_labels, samples_per_class, batch_size=cfg.batch_size, length_before_new_iter=length
     )
 
 
@@ -78,11 +93,13 @@ def build_optimizers(
     loss,
     loss_optimizer: Optional[Tuple[str, float]],
 ) -> Dict[str, torch.optim.Optimizer]:
-    """One optimizer per model, named as PML's trainer expects; plain SGD for a loss
-    with parameters of its own (the margin loss's beta)."""
+    """One optimizer per model with parameters (a frozen trunk's identity has none),
+    named as PML's trainer expects; plain SGD for a loss with parameters of its own
+    (the margin loss's beta)."""
     optimizers = {
         f"{name}_optimizer": make_optimizer(cfg, model.parameters(), cfg.lr)
         for name, model in models.items()
+        if any(True for _ in model.parameters())
     }
     if loss_optimizer is not None:
         name, lr = loss_optimizer
@@ -93,15 +110,20 @@ def build_optimizers(
 def build_tree_hook(
     loss_name: str, consumers: Sequence[Any], splits: DataSplits, cfg: RunConfig, progress: bool
 ) -> Optional[Any]:
-    """The hook that rebuilds the class tree for the losses that use one, else None.
-    Its statistics come from the tree view: the clean evaluation views of the
-    training set, its augmented training views, or the training steps."""
+    """The hook that rebuilds the class tree for the losses that use one and for the
+    anchor-neighbour sampler, else None. Its statistics come from the tree view: the
+    clean evaluation views of the training set, its augmented training views, or
+    the training steps."""
     from pml_htl import tree_hooks
+    from pml_htl.tree import TreeConsumer
 
-    if loss_name not in USES_TREE:
+    options = run_options(loss_name, cfg)
+    if loss_name not in USES_TREE and options["sampler"] != ANCHOR_NEIGHBOR:
         return None
-    consumers = [c for c in consumers if hasattr(c, "update_tree")]
-    view = run_options(loss_name, cfg)["tree_view"]
+    consumers = [c for c in consumers if isinstance(c, TreeConsumer)]
+    if not consumers:
+        return None  # a row with a tree for its sampler, on MPerClassSampler batches
+    view = options["tree_view"]
     return tree_hooks.TreeRebuildHook(
         splits.train if view == "augmented" else splits.train_eval,
         consumers=consumers,

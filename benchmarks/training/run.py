@@ -1,12 +1,11 @@
-"""One (loss, seed) run: seeded parts, PML's trainer, an evaluation per epoch, and
-the record written to runs/<loss>__seed<seed>.json."""
+"""One (loss, seed) run: seeded parts, PML's trainer (after a warm start, where
+asked), an evaluation per epoch, and the record written to
+runs/<loss>__seed<seed>.json."""
 
 from __future__ import annotations
 
-import random
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from benchmarks.config import RunConfig, config_hash, run_options
@@ -16,6 +15,7 @@ from benchmarks.diagnostics import MarginDiagnostics
 from benchmarks.environment import describe_device, git_commit
 from benchmarks.evaluation.evaluate import QUERY_HITS, Evaluation
 from benchmarks.evaluation.hierarchy import HierarchyTracker, tree_record
+from benchmarks.evaluation.selection import selected_checkpoint
 from benchmarks.training.epochs import EpochEnd, train
 from benchmarks.training.parts import (
     build_models,
@@ -24,15 +24,11 @@ from benchmarks.training.parts import (
     build_tree_hook,
     distribute,
 )
+from benchmarks.training.seeding import set_seed
 from benchmarks.training.trainer import TrainerParts, build_trainer, make_logging
+from benchmarks.training.warm_start import WarmStarts, WarmState
 from benchmarks.variants import build_loss, choices_of
 from pml_htl.losses import HierarchicalTripletLoss
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def world() -> Tuple[int, int]:
@@ -50,12 +46,23 @@ def run_one(
     calculator,
     device: torch.device,
     console: Optional[Console] = None,
+    warm_starts: Optional[WarmStarts] = None,
 ) -> Optional[Dict[str, Any]]:
-    """Train one loss from one seed, evaluating as it goes; rank 0 returns the run's record."""
+    """Train one loss from one seed, evaluating as it goes; rank 0 returns the run's
+    record. ``warm_starts``: the comparison's warm phases, trained once per seed
+    (default: this run trains its own, where it has a warm start)."""
     rank, world_size = world()
     console = console or Console(rank=rank)
+    options = run_options(loss_name, cfg)
+    warm: Optional[WarmState] = None
+    if options["warm_start"]:
+        if world_size > 1:
+            raise SystemExit("error: --warm-start runs in one process (no torchrun)")
+        warm = (warm_starts or WarmStarts()).get(
+            seed, options["warm_start"], cfg, splits, calculator, device, console
+        )
     set_seed(seed)
-    trunk, embedder = build_models(cfg, splits.channels, device)
+    trunk, embedder = build_models(cfg, splits.channels, device, splits.feature_size)
     record_keeper, container = (
         make_logging(cfg.out, loss_name, seed, cfg.logs) if rank == 0 else (None, None)
     )
@@ -72,7 +79,6 @@ def run_one(
         (trunk, embedder), splits, calculator, device, cfg, record_keeper, rank, console.bars
     )
     name = f"{loss_name} seed {seed}"
-    options = run_options(loss_name, cfg)
     rebuilds = options["rebuild"] == "every_epoch"
     epoch_end = EpochEnd(cfg, evaluation, tree_hook, name, console, world_size, rebuilds)
     if tree_hook is not None and splits.train_superclasses is not None and rank == 0:
@@ -89,7 +95,13 @@ def run_one(
         end_of_iteration=container.end_of_iteration_hook if container is not None else None,
     )
     trainer = build_trainer(cfg, splits, device, parts)
-    train_seconds = train(trainer, cfg.epochs, evaluation, epoch_end, cfg.evaluate_start)
+    start = 0
+    if warm is not None:
+        warm.continue_in(models, optimizers, evaluation)
+        start = warm.iterations
+    train_seconds = train(trainer, evaluation, epoch_end, cfg.evaluate_start, start)
+    if warm is not None:
+        train_seconds += warm.train_seconds
     if epoch_end.diagnostics is not None:
         epoch_end.finish_diagnostics_period()
         epoch_end.diagnostics.close()
@@ -98,6 +110,17 @@ def run_one(
     result = collect_result(
         loss_name, seed, cfg, evaluation.curve, epoch_end, train_seconds, device
     )
+    result["sampler"] = options["sampler"]
+    if warm is not None:
+        result["warm_start"] = warm.record()
+    if splits.feature_caches is not None:
+        result["feature_caches"] = splits.feature_caches
+    if evaluation.validation is not None:
+        result["validation_classes"] = [int(c) for c in splits.validation_classes]
+        result["validation_curve"] = evaluation.validation_curve
+        result["selected_checkpoint"] = selected_checkpoint(
+            evaluation.validation_curve, evaluation.curve
+        )
     if epoch_end.last_tree is not None:
         result["tree"] = tree_record(
             epoch_end.last_tree,

@@ -212,7 +212,7 @@ def test_epoch_end_measures_the_hooks_tree_in_the_trainers_label_space(blob_data
     hook = TreeRebuildHook(blob_dataset)
     epoch_end = EpochEnd(cfg, None, hook, "t", Console(quiet=True), 1)
     epoch_end.hierarchy = hierarchy.HierarchyTracker(blob_dataset.labels, supers)
-    epoch_end.rebuild_tree(trainer, 2)
+    epoch_end.rebuild_tree(trainer, 10)  # after 2 epochs of 5 iterations
     assert hook.tree.labels.tolist() == list(range(12))
     (entry,) = epoch_end.hierarchy.entries
     assert entry["iteration"] == 10
