@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks import tune
+from benchmarks.atomic_files import atomic_write
 from benchmarks.config import RunConfig, config_hash
 from benchmarks.console import Console
 from benchmarks.data import DataError, DataSplits, image_transforms, load_dataset
@@ -28,7 +29,7 @@ from benchmarks.evaluation.faiss_device import describe_knn
 from benchmarks.features import FrozenFeatures
 from benchmarks.models import NORMALISES_INPUT
 from benchmarks.pml_compat import record_keeper_missing
-from benchmarks.report import atomic_write, write_reports
+from benchmarks.report import write_reports
 from benchmarks.training.run import run_one
 from benchmarks.training.warm_start import WarmStarts
 from benchmarks.variants import DASHED, titles_for

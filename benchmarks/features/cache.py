@@ -8,13 +8,14 @@ Default folder: beside the glyph cache, ``$PML_HTL_CACHE/features``, else
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from benchmarks.atomic_files import atomic_write
 from benchmarks.data.glyphs.files import default_cache_dir as glyph_cache_dir
 
 #: Bump whenever a change alters the features cached for the same key.
@@ -55,19 +56,6 @@ def read(path: str, key: FeatureKey) -> Optional[Tuple[torch.Tensor, torch.Tenso
 
 def write(path: str, key: FeatureKey, features: torch.Tensor, labels: torch.Tensor) -> None:
     """Write the cache file atomically (readers never see a partial file)."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".features-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"key": key_text(key), "features": features, "labels": labels}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.save({"key": key_text(key), "features": features, "labels": labels}, buf)
+    atomic_write(path, buf.getvalue(), shared=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from typing import Any, Collection, Dict, List, Mapping, Union
+from typing import Any, Collection, Dict, List, Mapping
 
+from benchmarks.atomic_files import atomic_write
 from benchmarks.config import RunConfig
 from benchmarks.report.plots import convergence_png, diagnostics_png, hierarchy_png
 from benchmarks.report.tables import (
@@ -23,24 +23,6 @@ from benchmarks.report.validation_table import selected_test_scores
 from benchmarks.stats import convergence, significance
 from benchmarks.stats.sampler_tests import sampler_tests
 from benchmarks.variants import AN_ROWS
-
-
-def atomic_write(path: str, data: Union[str, bytes]) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half file."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    binary = isinstance(data, bytes)
-    try:
-        with os.fdopen(
-            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
-        ) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_reports(

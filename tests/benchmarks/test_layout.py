@@ -19,7 +19,15 @@ ROOT = PACKAGE_DIR.parent
 #: below it. The configuration sits above the data set, backbone and loss tables
 #: because it reads from them which settings each data set and backbone takes.
 LAYERS = [
-    ("foundations", ("benchmarks.pml_compat", "benchmarks.console", "benchmarks.environment")),
+    (
+        "foundations",
+        (
+            "benchmarks.pml_compat",
+            "benchmarks.console",
+            "benchmarks.environment",
+            "benchmarks.atomic_files",
+        ),
+    ),
     (
         "tables and pure functions",
         ("benchmarks.variants", "benchmarks.data", "benchmarks.models", "benchmarks.stats"),

@@ -14,10 +14,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from benchmarks.atomic_files import atomic_write
 
 #: Bump whenever a change to the generator alters the arrays (invalidates caches).
 GLYPHS_VERSION = "1"
@@ -200,20 +201,6 @@ def _read_any_build(
 
 def _write(path: str, key: str, arrays: Dict[str, np.ndarray]) -> None:
     """Write the cache file atomically (readers never see a partial file)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".glyphs-", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            buf = io.BytesIO()
-            np.savez_compressed(buf, _key=np.array(key), **arrays)
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    buf = io.BytesIO()
+    np.savez_compressed(buf, _key=np.array(key), **arrays)
+    atomic_write(path, buf.getvalue(), shared=True)
