@@ -172,17 +172,19 @@ def _argument_panel(ax, entries: List[Dict[str, Any]], colour) -> None:
 
 
 def _legend_below(fig, ax, handles=None) -> None:
-    """The losses' legend under the axes, off the data, in as many columns as fit."""
+    """The losses' legend under the axes, off the data, in as many columns as the
+    longest label lets fit the figure's width; the PNG grows to hold it."""
     if handles is None:
         handles = [h for h in ax.get_lines() if not h.get_label().startswith("_")]
+    fig.tight_layout()
     if not handles:
-        fig.tight_layout()
         return
-    columns = min(len(handles), 3)
-    rows = -(-len(handles) // columns)
-    fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8,
-               handlelength=3, frameon=False)  # fmt: skip
-    fig.tight_layout(rect=(0, 0.06 * rows + 0.02, 1, 1))
+    longest = max(len(h.get_label()) for h in handles)
+    # at fontsize 8 a character is about 0.065 in; the handle and the gap about 0.7 in
+    fits = int(fig.get_figwidth() // (0.7 + 0.065 * longest))
+    columns = max(1, min(3, len(handles), fits))
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=columns,
+               fontsize=8, handlelength=3, frameon=False)  # fmt: skip
 
 
 def _nan(value) -> float:
