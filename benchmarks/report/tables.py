@@ -91,12 +91,17 @@ def is_smoke_run(cfg: RunConfig) -> bool:
 def describe_run(cfg: RunConfig, mark_smoke: bool = True) -> str:
     """What was run, in one line (for titles)."""
     seeds = ", ".join(str(s) for s in cfg.seeds)
+    trunk = f"frozen {cfg.backbone}" if cfg.freeze_trunk else cfg.backbone
     text = (
-        f"{cfg.dataset}, {cfg.backbone}, {cfg.epochs * cfg.iters_per_epoch} iterations, "
+        f"{cfg.dataset}, {trunk}, {cfg.epochs * cfg.iters_per_epoch} iterations, "
         f"seed{'s' if len(cfg.seeds) > 1 else ''} {seeds}"
     )
+    if cfg.warm_start:
+        text += f", triplet warm start {cfg.warm_start}"
     if cfg.augment and cfg.augment != "none":
         text += f", {cfg.augment} augmentation"
+        if cfg.freeze_trunk and cfg.feature_views:
+            text += f" ({cfg.feature_views} cached views)"
     return text + (" (smoke run)" if mark_smoke and is_smoke_run(cfg) else "")
 
 
