@@ -98,6 +98,8 @@ def describe_run(cfg: RunConfig, mark_smoke: bool = True) -> str:
     )
     if cfg.warm_start:
         text += f", triplet warm start {cfg.warm_start}"
+    if cfg.tune:
+        text += f", tuned ({cfg.tune['trials']} trials per loss)"
     if cfg.augment and cfg.augment != "none":
         text += f", {cfg.augment} augmentation"
         if cfg.freeze_trunk and cfg.feature_views:
