@@ -23,6 +23,7 @@ measures the margins the loss uses and does not restate them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -50,9 +51,11 @@ def argument_summary(
     mean_argument, separation, expected = (v[finite] for v in (mean_argument, separation, expected))
     if mean_argument.size < 3 or np.ptp(separation) == 0 or np.ptp(expected) == 0:
         return None  # too few pairs, or all at one separation: no line to fit
-    slope, intercept = np.polyfit(separation, mean_argument, 1)
-    fit_slope, fit_intercept = np.polyfit(expected, mean_argument, 1)
-    expected_slope, expected_intercept = np.polyfit(separation, expected, 1)
+    with warnings.catch_warnings():  # near-constant inputs (tiny data): the fit is still defined
+        warnings.simplefilter("ignore", np.exceptions.RankWarning)
+        slope, intercept = np.polyfit(separation, mean_argument, 1)
+        fit_slope, fit_intercept = np.polyfit(expected, mean_argument, 1)
+        expected_slope, expected_intercept = np.polyfit(separation, expected, 1)
     edges = np.quantile(separation, np.linspace(0, 1, ARGUMENT_BINS + 1))
     bins = []
     for low, high in zip(edges[:-1], edges[1:]):

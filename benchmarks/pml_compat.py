@@ -6,11 +6,13 @@ touches this file only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytorch_metric_learning
 from pytorch_metric_learning.utils.accuracy_calculator import (
@@ -55,6 +57,18 @@ def metric_loss_trainer(**kwargs: Any) -> Any:
         return trainers.MetricLossOnly(**kwargs)
     finally:
         logger.removeFilter(unwarned)
+
+
+@contextlib.contextmanager
+def quiet_training() -> Iterator[None]:
+    """PML 2's trainer formats its loss tensor for the progress bar, and torch warns
+    about it once per process ("Converting a tensor with requires_grad=True to a
+    scalar"): noise in every log, left out while the trainer trains."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor with requires_grad=True", category=UserWarning
+        )
+        yield
 
 
 class _WithoutLines(logging.Filter):

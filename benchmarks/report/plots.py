@@ -3,6 +3,7 @@ the superclasses, and HTL's margins per tree."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Collection, Dict, List, Mapping
 
 import numpy as np
@@ -110,7 +111,9 @@ def diagnostics_png(runs: List[Dict[str, Any]], cfg: RunConfig, titles: Mapping[
                 [_nan(flatten_diagnostics(e).get(key)) for e in entries[:length]]
                 for entries in mine
             ]
-            return np.nanmean(np.array(rows, dtype=float), axis=0)
+            with warnings.catch_warnings():  # a quantity no seed recorded: NaN, not drawn
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmean(np.array(rows, dtype=float), axis=0)
 
         (line,) = axes[0].plot(its, series("alpha_far_p50"), "-", marker="o", ms=3,
                                label=titles[loss])  # fmt: skip

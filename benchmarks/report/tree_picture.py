@@ -5,6 +5,7 @@ superclass) and, below it, one whole subtree with every class named."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -94,7 +95,12 @@ def tree_png(record: Dict[str, Any], title: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-    from scipy.cluster.hierarchy import dendrogram
+    from scipy.cluster.hierarchy import dendrogram as scipy_dendrogram
+
+    def dendrogram(*args, **kwargs):
+        with warnings.catch_warnings():  # a tree of one height (all classes at one point)
+            warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
+            return scipy_dendrogram(*args, **kwargs)
 
     Z = np.asarray(record["linkage"], dtype=float)
     C = len(record["labels"])

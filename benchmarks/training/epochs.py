@@ -18,7 +18,7 @@ from benchmarks.console import Console
 from benchmarks.diagnostics import MarginDiagnostics
 from benchmarks.diagnostics import describe as describe_diagnostics
 from benchmarks.evaluation.hierarchy import HierarchyTracker
-from benchmarks.pml_compat import trainer_label_mapper
+from benchmarks.pml_compat import quiet_training, trainer_label_mapper
 
 
 class Evaluator(Protocol):
@@ -149,7 +149,8 @@ def train_span(trainer, epoch_end: EpochEnd, start: int, end: int) -> None:
     whole = (end - start) // ipe
     if whole:
         trainer.iterations_per_epoch = ipe
-        trainer.train(start_epoch=epoch, num_epochs=epoch + whole - 1)
+        with quiet_training():
+            trainer.train(start_epoch=epoch, num_epochs=epoch + whole - 1)
         start, epoch = start + whole * ipe, epoch + whole
     if start < end:
         _train_part(trainer, epoch_end, epoch, end - start, mid_epoch=True)
@@ -161,7 +162,8 @@ def _train_part(trainer, epoch_end: EpochEnd, epoch: int, iterations: int, mid_e
     trainer.iterations_per_epoch = iterations
     epoch_end.mid_epoch = mid_epoch
     try:
-        trainer.train(start_epoch=epoch, num_epochs=epoch)
+        with quiet_training():
+            trainer.train(start_epoch=epoch, num_epochs=epoch)
     finally:
         epoch_end.mid_epoch = False
         trainer.iterations_per_epoch = epoch_end.iters_per_epoch
