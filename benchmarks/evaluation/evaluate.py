@@ -4,9 +4,8 @@ pairs, and the curve of these numbers over a run."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import tqdm
@@ -16,6 +15,7 @@ from benchmarks.data.splits import DataSplits
 from benchmarks.data.validation import validation_splits
 from benchmarks.evaluation.verification import verification_metrics
 from benchmarks.pml_compat import log_accuracies
+from pml_htl.tree_hooks import evaluation_mode
 
 #: The final evaluation's per-query Recall@1 hits ("0"/"1" per query, in the query
 #: set's order), kept for the paired tests between losses (benchmarks/stats/paired.py).
@@ -24,21 +24,6 @@ QUERY_HITS = "query_hits_at_1"
 EVAL_BATCH_SIZE = 256
 
 Models = Sequence[torch.nn.Module]  # (trunk, embedder)
-
-
-@contextlib.contextmanager
-def evaluation_mode(*models: torch.nn.Module) -> Iterator[None]:
-    """Every model in eval mode inside the block; afterwards each submodule gets
-    back its own previous mode (so a frozen BatchNorm in a training model stays
-    frozen)."""
-    modes = [(module, module.training) for m in models for module in m.modules()]
-    try:
-        for m in models:
-            m.eval()
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 def query_hits_at_1(calculator, query, q_labels, ref, r_labels, ref_includes_query: bool) -> str:

@@ -7,6 +7,8 @@ from typing import Tuple
 import torch
 import tqdm
 
+from pml_htl.tree_hooks import evaluation_mode
+
 #: Images per forward pass of the trunk.
 EXTRACT_BATCH_SIZE = 128
 
@@ -24,14 +26,9 @@ def extract(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=EXTRACT_BATCH_SIZE, shuffle=False, num_workers=num_workers
     )
-    was_training = trunk.training
     features, labels = [], []
-    try:
-        trunk.eval()
-        with torch.no_grad():
-            for data, y in tqdm.tqdm(loader, desc=desc, leave=False, disable=not progress):
-                features.append(trunk(data.to(device)).float().cpu())
-                labels.append(torch.as_tensor(y).long())
-    finally:
-        trunk.train(was_training)
+    with evaluation_mode(trunk), torch.no_grad():
+        for data, y in tqdm.tqdm(loader, desc=desc, leave=False, disable=not progress):
+            features.append(trunk(data.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y).long())
     return torch.cat(features), torch.cat(labels)
