@@ -4,6 +4,8 @@ The references compute the formulas of docs/method.md with loops over samples
 or sample pairs; the code under test is never used as its own reference.
 """
 
+import ast
+
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import cophenet
@@ -350,3 +352,27 @@ def write_folder_dataset(root, num_classes, per_class, seed=0):
                 root / f"class_{c:02d}" / f"{i}.png"
             )
     return str(root)
+
+
+# ------------------------------------------------------------ source layout
+def imports_of(path, root):
+    """[(imported module, names taken from it)] of the source file ``path`` (a
+    pathlib.Path below ``root``, the folder that holds its top package), with
+    relative imports resolved; every import statement, function-local ones too."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts if is_package else parts[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            found.append((stem, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+    return found

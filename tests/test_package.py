@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import imports_of
 
 import pml_htl
 
@@ -16,31 +17,22 @@ PACKAGE_DIR = Path(pml_htl.__file__).parent
 
 def internal_imports():
     """{module: set of pml_htl modules it imports}, read from the source."""
+    root = PACKAGE_DIR.parent
     graph = {}
     for path in PACKAGE_DIR.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
-        is_package = parts[-1] == "__init__"
-        if is_package:
-            parts = parts[:-1]
-        name = ".".join(parts)
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = parts if is_package else parts[:-1]
-                    base = base[: len(base) - (node.level - 1)]
-                    stem = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    stem = node.module or ""
-                if stem.split(".")[0] != "pml_htl":
-                    continue
-                for alias in node.names:  # "from . import x" may name a submodule
-                    full = f"{stem}.{alias.name}"
-                    is_module = (PACKAGE_DIR.parent / (full.replace(".", "/") + ".py")).exists()
-                    is_module |= (PACKAGE_DIR.parent / full.replace(".", "/")).is_dir()
-                    targets.add(full if is_module else stem)
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names if a.name.split(".")[0] == "pml_htl"}
+        for stem, names in imports_of(path, root):
+            if stem.split(".")[0] != "pml_htl":
+                continue
+            if not names:  # import pml_htl.x
+                targets.add(stem)
+            for alias in names:  # "from . import x" may name a submodule
+                full = f"{stem}.{alias}"
+                is_module = (root / (full.replace(".", "/") + ".py")).exists()
+                is_module |= (root / full.replace(".", "/")).is_dir()
+                targets.add(full if is_module else stem)
         graph[name] = targets - {name}
     return graph
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import imports_of
 
 import benchmarks
 
@@ -75,26 +76,6 @@ def module_name(path):
     return ".".join(parts[:-1] if is_package else parts), is_package
 
 
-def imports_of(path):
-    """[(imported module, names taken from it)] of a source file, every import
-    statement included (function-local and TYPE_CHECKING ones too)."""
-    name, is_package = module_name(path)
-    parts = name.split(".")
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = parts if is_package else parts[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                stem = ".".join(base + ([node.module] if node.module else []))
-            else:
-                stem = node.module or ""
-            found.append((stem, [alias.name for alias in node.names]))
-        elif isinstance(node, ast.Import):
-            found += [(alias.name, []) for alias in node.names]
-    return found
-
-
 def is_module(dotted):
     path = ROOT / dotted.replace(".", "/")
     return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
@@ -106,7 +87,7 @@ def internal_imports():
     for path in PACKAGE_DIR.rglob("*.py"):
         name, _ = module_name(path)
         targets = set()
-        for stem, names in imports_of(path):
+        for stem, names in imports_of(path, ROOT):
             if stem.split(".")[0] != "benchmarks":
                 continue
             # "from benchmarks.stats import paired" imports the module paired;
@@ -131,7 +112,7 @@ def test_the_reader_finds_the_modules_and_their_local_imports():
     assert "benchmarks.runner" in graph["benchmarks.compare"]
     # a function-local import: build_sampler imports pml_htl's samplers inside it
     parts = PACKAGE_DIR / "training" / "parts.py"
-    assert ("pml_htl", ["samplers"]) in imports_of(parts)
+    assert ("pml_htl", ["samplers"]) in imports_of(parts, ROOT)
 
 
 def test_benchmark_imports_have_no_cycle():
@@ -178,7 +159,7 @@ def test_pml_htl_is_used_through_the_names_it_keeps():
         module, _ = module_name(path)
         if module in MEASURES_THE_LIBRARY:
             continue
-        for stem, names in imports_of(path):
+        for stem, names in imports_of(path, ROOT):
             if stem.split(".")[0] != "pml_htl":
                 continue
             assert stem in PML_HTL_MODULES, f"{module} imports {stem}"
